@@ -1,0 +1,11 @@
+//! Shared vocabulary of Turnpike: how errors say whether to retry, and where the services live.
+//!
+//! Every crate that talks to Kafka, the schema registry, Cassandra/ScyllaDB or Redis classifies its errors
+//! with [`ErrorClass`], so the stage runner can decide between backing off, dead-lettering and exiting
+//! without knowing which library failed.
+
+pub mod endpoints;
+pub mod error;
+
+pub use endpoints::Endpoints;
+pub use error::{Classify, ErrorClass};

@@ -1,0 +1,82 @@
+//! CQL session set-up and the store error type.
+
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use std::time::Duration;
+use turnpike_core::{Classify, ErrorClass};
+
+/// Errors from the stores.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The CQL cluster could not be reached or a request timed out.
+    #[error("cql cluster unavailable: {0}")]
+    CqlUnavailable(String),
+    /// A CQL statement was refused (syntax, schema mismatch): a bug or a missing migration.
+    #[error("cql statement failed: {0}")]
+    Cql(String),
+    /// Redis could not be reached or refused a command.
+    #[error("redis error: {0}")]
+    Redis(String),
+    /// A migration failed.
+    #[error("migration {id} failed: {detail}")]
+    Migration { id: String, detail: String },
+}
+
+impl Classify for StoreError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::CqlUnavailable(_) | StoreError::Redis(_) => ErrorClass::Retryable,
+            StoreError::Cql(_) | StoreError::Migration { .. } => ErrorClass::Fatal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::CqlUnavailable(_) => "cql_unavailable",
+            StoreError::Cql(_) => "cql_statement",
+            StoreError::Redis(_) => "redis",
+            StoreError::Migration { .. } => "migration",
+        }
+    }
+}
+
+/// Connects to the CQL cluster without selecting a keyspace (migrations create it).
+pub async fn connect_cql(nodes: &[String]) -> Result<Session, StoreError> {
+    SessionBuilder::new()
+        .known_nodes(nodes)
+        .connection_timeout(Duration::from_secs(5))
+        .build()
+        .await
+        .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+}
+
+/// Classifies a request error: the database being down, slow or overloaded is retryable; a statement the
+/// database refuses (syntax, unknown table, bad types) is a bug or a missing migration, and retrying it
+/// would only hide that.
+pub(crate) fn request_error(e: ExecutionError) -> StoreError {
+    let retryable = match &e {
+        ExecutionError::BadQuery(_) | ExecutionError::PrepareError(_) | ExecutionError::UseKeyspaceError(_) => false,
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::Unavailable { .. }
+                | DbError::Overloaded
+                | DbError::IsBootstrapping
+                | DbError::ReadTimeout { .. }
+                | DbError::WriteTimeout { .. }
+                | DbError::ReadFailure { .. }
+                | DbError::WriteFailure { .. }
+                | DbError::ServerError
+                | DbError::TruncateError
+                | DbError::RateLimitReached { .. }
+        ),
+        ExecutionError::LastAttemptError(
+            RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_),
+        ) => false,
+        _ => true,
+    };
+    if retryable {
+        StoreError::CqlUnavailable(e.to_string())
+    } else {
+        StoreError::Cql(e.to_string())
+    }
+}

