@@ -98,6 +98,9 @@ fn http_status(message: &str) -> Option<u16> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// A registered writer schema: its registry id and parsed form.
+type Writer = (u32, Arc<Schema>);
+
 /// Encodes and decodes records of any [`Record`] type. Cheap to clone; share one per process.
 #[derive(Clone)]
 pub struct Codec {
@@ -106,7 +109,7 @@ pub struct Codec {
     /// Parsed reader schemas by schema name.
     readers: Arc<Mutex<HashMap<&'static str, Arc<Schema>>>>,
     /// Writer schema id and parsed schema by topic.
-    writers: Arc<Mutex<HashMap<String, (u32, Arc<Schema>)>>>,
+    writers: Arc<Mutex<HashMap<String, Writer>>>,
 }
 
 impl Codec {
@@ -138,7 +141,7 @@ impl Codec {
 
     /// The id and parsed schema `R` is written with on `topic`, registering it under `<topic>-value` on
     /// first use. Cached per topic, so the registry is asked once per process and topic.
-    async fn writer<R: Record>(&self, topic: &str) -> Result<(u32, Arc<Schema>), CodecError> {
+    async fn writer<R: Record>(&self, topic: &str) -> Result<Writer, CodecError> {
         if let Some(w) = self.writers.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
             return Ok(w.clone());
         }

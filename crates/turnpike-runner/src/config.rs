@@ -1,0 +1,156 @@
+//! Runner configuration, derived from the topology for one stage. Kafka client settings that carry the
+//! delivery guarantees are fixed here, not left to defaults.
+
+use rdkafka::config::ClientConfig;
+use std::collections::HashMap;
+use std::time::Duration;
+use turnpike_core::Endpoints;
+use turnpike_topology::Topology;
+
+/// Everything the runner needs to run one stage.
+#[derive(Clone, Debug)]
+pub struct RunnerConfig {
+    /// Stage name (metrics label, client id, dead-letter header).
+    pub stage: &'static str,
+    /// Topic consumed.
+    pub input_topic: String,
+    /// Output topic per record schema name.
+    pub outputs: HashMap<&'static str, String>,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// Consumer group.
+    pub group_id: String,
+    /// Kafka bootstrap servers.
+    pub bootstrap: String,
+    /// Schema registry base URL.
+    pub registry_url: String,
+    /// Messages received but not finished per partition before the partition is paused.
+    pub max_in_flight_per_partition: usize,
+    /// How long a revoke or shutdown waits for in-flight work before giving up on it (it is then
+    /// reprocessed by the next owner). Must stay below the session timeout.
+    pub drain_timeout: Duration,
+    /// Consumer group session timeout.
+    pub session_timeout: Duration,
+    /// First back-off after a retryable failure; doubles up to `retry_max`.
+    pub retry_min: Duration,
+    /// Longest back-off.
+    pub retry_max: Duration,
+    /// Dead letters allowed per minute before the stage stops: a bad deploy must not dead-letter everything.
+    pub dlq_max_per_minute: u32,
+    /// librdkafka settings applied last, for both clients (tuning only; guarantees are not overridable).
+    pub kafka_overrides: Vec<(String, String)>,
+}
+
+/// Why a configuration cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("stage `{0}` is not declared in the topology")]
+    UnknownStage(String),
+    #[error("topic `{0}` is not declared in the topology")]
+    UnknownTopic(String),
+    #[error("topic `{topic}` names schema `{schema}`, which this build does not have")]
+    UnknownSchema { topic: String, schema: String },
+    #[error("drain timeout {drain:?} must be below the session timeout {session:?}, or a slow drain gets the consumer evicted mid-drain")]
+    DrainTooLong { drain: Duration, session: Duration },
+    #[error("`{0}` cannot be overridden: the runner's delivery guarantees depend on it")]
+    Protected(String),
+}
+
+/// Settings the runner's guarantees rest on.
+const PROTECTED: [&str; 6] = [
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "partitioner",
+    "group.id",
+    "isolation.level",
+    "enable.auto.commit",
+];
+
+impl RunnerConfig {
+    /// The configuration of `stage` in `topology`, with defaults for the tuning knobs.
+    pub fn from_topology(topology: &Topology, stage: &str, endpoints: &Endpoints) -> Result<Self, ConfigError> {
+        let s = topology.stage(stage).ok_or_else(|| ConfigError::UnknownStage(stage.to_string()))?;
+        let name = turnpike_topology::STAGE_NAMES
+            .iter()
+            .find(|n| **n == stage)
+            .ok_or_else(|| ConfigError::UnknownStage(stage.to_string()))?;
+        let mut outputs = HashMap::new();
+        for out in &s.outputs {
+            let topic = topology.topic(out).ok_or_else(|| ConfigError::UnknownTopic(out.clone()))?;
+            let schema = turnpike_schemas::ALL_SCHEMAS
+                .iter()
+                .map(|(n, _)| *n)
+                .find(|n| *n == topic.schema)
+                .ok_or_else(|| ConfigError::UnknownSchema { topic: out.clone(), schema: topic.schema.clone() })?;
+            outputs.insert(schema, out.clone());
+        }
+        Ok(RunnerConfig {
+            stage: name,
+            input_topic: s.input.clone(),
+            outputs,
+            dlq_topic: s.dlq.clone(),
+            group_id: s.group.clone(),
+            bootstrap: endpoints.kafka_bootstrap.clone(),
+            registry_url: endpoints.schema_registry_url.clone(),
+            max_in_flight_per_partition: 512,
+            drain_timeout: Duration::from_secs(10),
+            session_timeout: Duration::from_secs(30),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(5),
+            dlq_max_per_minute: 600,
+            kafka_overrides: Vec::new(),
+        })
+    }
+
+    /// Cross-field checks, run before anything connects.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.drain_timeout >= self.session_timeout {
+            return Err(ConfigError::DrainTooLong { drain: self.drain_timeout, session: self.session_timeout });
+        }
+        if let Some((k, _)) = self.kafka_overrides.iter().find(|(k, _)| PROTECTED.contains(&k.as_str())) {
+            return Err(ConfigError::Protected(k.clone()));
+        }
+        Ok(())
+    }
+
+    /// At-least-once consumer: offsets are stored by the runner only after processing, and committed
+    /// automatically from that store (and synchronously on revoke and shutdown).
+    pub(crate) fn consumer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", &self.group_id)
+            .set("client.id", format!("turnpike-{}", self.stage))
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
+            .set("heartbeat.interval.ms", "3000")
+            .set("max.poll.interval.ms", "300000")
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.max.messages.kbytes", "16384")
+            .set("statistics.interval.ms", "5000");
+        for (k, v) in &self.kafka_overrides {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Idempotent producer with Java's partitioner, so a key lands on the same partition whoever produces it.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap)
+            .set("client.id", format!("turnpike-{}", self.stage))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000");
+        for (k, v) in &self.kafka_overrides {
+            c.set(k, v);
+        }
+        c
+    }
+}

@@ -1,0 +1,15 @@
+//! The one stage runner. A stage implements [`Stage`]; [`run`] owns subscribe, poll, Avro decode and
+//! encode, produce, offsets, rebalance, dead-lettering, back-pressure, shutdown and metrics. Stage code
+//! never imports rdkafka. The guarantees are stated in [`runner`].
+
+mod config;
+mod consumer;
+pub mod metrics_exporter;
+mod runner;
+mod stage;
+mod tracker;
+
+pub use config::{ConfigError, RunnerConfig};
+pub use runner::{check_input_schema, now_ms, run, RunnerError};
+pub use stage::{Emitter, Stage, StageError};
+pub use tracker::{Admit, PartitionTracker};

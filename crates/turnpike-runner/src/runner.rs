@@ -1,0 +1,365 @@
+//! The stage runner: the one place that turns a [`Stage`] into a Kafka consumer-producer.
+//!
+//! Guarantees, for every stage:
+//! - **At least once.** An input's offset is stored only after `process` succeeded, every record it emitted
+//!   was acknowledged by Kafka (idempotent producer, `acks=all`), or it was dead-lettered and the dead
+//!   letter was acknowledged. Only the contiguous completed prefix of a partition is stored.
+//! - **Order per session, concurrency across sessions.** Records with the same key (session id) are
+//!   processed one at a time in offset order; different sessions of a partition run concurrently, up to
+//!   `max_in_flight_per_partition` records, beyond which the partition is paused (never the poll loop).
+//! - **Failures by class.** Retryable: back off exponentially and retry the same record, blocking only its
+//!   session. Poison: dead-letter with the original bytes and headers naming the cause, then move on,
+//!   at most `dlq_max_per_minute`. Fatal: drain, commit and return an error (the binary exits non-zero).
+//! - **Clean hand-over.** On revoke and on shutdown, in-flight work is drained up to `drain_timeout`,
+//!   offsets are committed synchronously, and only then are partitions released.
+
+use crate::config::{ConfigError, RunnerConfig};
+use crate::consumer::{self, Dispatch, RunnerConsumer, RunnerContext, Shared};
+use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Stage, StageError};
+use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::Message;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio_util::sync::CancellationToken;
+use turnpike_core::{Classify, ErrorClass};
+use turnpike_schemas::{Codec, DeadLetter, Record};
+
+/// Why a runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("schema registry client: {0}")]
+    Codec(#[from] turnpike_schemas::CodecError),
+    #[error("stage {stage} failed to start: {error}")]
+    Start { stage: &'static str, error: StageError },
+    #[error("stage {stage} stopped on a fatal error ({code}): {message}")]
+    Fatal { stage: &'static str, code: &'static str, message: String },
+    #[error("runner thread failed: {0}")]
+    Thread(String),
+}
+
+/// Per-stage processing state shared by all session tasks.
+struct Worker<S: Stage> {
+    stage: S,
+    cfg: RunnerConfig,
+    routes: OutputRoutes,
+    consumer: Arc<RunnerConsumer>,
+    shared: Arc<Shared>,
+    dlq_window: Mutex<(Instant, u32)>,
+    fatal: OnceLock<StageError>,
+    stop: CancellationToken,
+}
+
+/// Runs `stage` until `shutdown` is cancelled or a fatal error occurs.
+pub async fn run<S: Stage>(stage: S, cfg: RunnerConfig, shutdown: CancellationToken) -> Result<(), RunnerError> {
+    cfg.check()?;
+    stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
+    let codec = Codec::new(&cfg.registry_url, Duration::from_secs(5))?;
+    let producer: FutureProducer = cfg.producer_config().create()?;
+    let shared = Arc::new(Shared {
+        state: Default::default(),
+        progress: Default::default(),
+        topic: cfg.input_topic.clone(),
+        stage: cfg.stage,
+        max_in_flight: cfg.max_in_flight_per_partition,
+        drain_timeout: cfg.drain_timeout,
+    });
+    let consumer: RunnerConsumer =
+        cfg.consumer_config().create_with_context(RunnerContext { shared: shared.clone() })?;
+    rdkafka::consumer::Consumer::subscribe(&consumer, &[cfg.input_topic.as_str()])?;
+    let consumer = Arc::new(consumer);
+    // A fatal error in any task stops the whole stage through this token, without touching `shutdown`.
+    let stop = shutdown.child_token();
+    let routes =
+        OutputRoutes { producer: producer.clone(), codec, topics: Arc::new(cfg.outputs.clone()), stage: cfg.stage };
+    let worker = Arc::new(Worker {
+        stage,
+        cfg: cfg.clone(),
+        routes,
+        consumer: consumer.clone(),
+        shared: shared.clone(),
+        dlq_window: Mutex::new((Instant::now(), 0)),
+        fatal: OnceLock::new(),
+        stop: stop.clone(),
+    });
+    tracing::info!(stage = cfg.stage, input = %cfg.input_topic, group = %cfg.group_id, "Stage started.");
+
+    let ticker = {
+        let (worker, stop) = (worker.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => worker.stage.on_tick().await,
+                }
+            }
+        })
+    };
+
+    let handle = tokio::runtime::Handle::current();
+    let poll = {
+        let (worker, stop) = (worker.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name(format!("{}-poll", cfg.stage))
+            .spawn(move || {
+                let spawn_worker = worker.clone();
+                consumer::poll_loop(worker.consumer.clone(), worker.shared.clone(), stop, move |d| {
+                    handle.spawn(session_task(spawn_worker.clone(), d));
+                })
+            })
+            .map_err(|e| RunnerError::Thread(e.to_string()))?
+    };
+    tokio::task::spawn_blocking(move || poll.join())
+        .await
+        .map_err(|e| RunnerError::Thread(e.to_string()))?
+        .map_err(|_| RunnerError::Thread("poll thread panicked".into()))?;
+    stop.cancel();
+    let _ = ticker.await;
+    let flush = producer.clone();
+    let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
+    worker.stage.on_close().await;
+    tracing::info!(stage = cfg.stage, "Stage stopped.");
+    match worker.fatal.get() {
+        Some(e) => Err(RunnerError::Fatal { stage: cfg.stage, code: e.code(), message: e.to_string() }),
+        None => Ok(()),
+    }
+}
+
+/// Processes a session's messages one after another, in offset order, storing offsets as they complete.
+async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
+    let Dispatch { partition, epoch, key, mut message, cancel } = d;
+    loop {
+        let offset = message.offset();
+        let outcome = tokio::select! {
+            r = w.handle(&message) => r,
+            // Revoked or shut down past the drain deadline: the next owner reprocesses this message.
+            _ = cancel.cancelled() => return,
+        };
+        if let Err(e) = outcome {
+            tracing::error!(stage = w.cfg.stage, code = e.code(), error = %e, "Fatal error; stopping the stage.");
+            let _ = w.fatal.set(e);
+            w.stop.cancel();
+            return;
+        }
+        let next = {
+            let mut st = w.shared.lock();
+            let Some(a) = st.partitions.get_mut(&partition).filter(|a| a.epoch == epoch) else { return };
+            let next = a.tracker.complete(&key, offset);
+            // Stored under the lock so two sessions finishing together can never store out of order.
+            if let Some(commit) = a.tracker.take_commit() {
+                consumer::store(&w.consumer, &w.cfg.input_topic, partition, commit);
+            }
+            if a.paused && a.tracker.in_flight() <= w.cfg.max_in_flight_per_partition / 2 {
+                consumer::set_paused(&w.consumer, &w.cfg.input_topic, partition, false);
+                a.paused = false;
+            }
+            next
+        };
+        w.shared.progress.notify_all();
+        match next {
+            Some(m) => message = m,
+            None => return,
+        }
+    }
+}
+
+impl<S: Stage> Worker<S> {
+    /// Processes one message to completion: success, or dead-lettered. Only a fatal error comes back.
+    async fn handle(&self, message: &OwnedMessage) -> Result<(), StageError> {
+        let stage = self.cfg.stage;
+        metrics::counter!("turnpike_stage_messages_in_total", "stage" => stage).increment(1);
+        let started = Instant::now();
+        let mut attempt: u32 = 0;
+        loop {
+            let mut ids = None;
+            let result = self.try_once(message, &mut ids).await;
+            let Err(e) = result else {
+                metrics::histogram!("turnpike_stage_processing_seconds", "stage" => stage)
+                    .record(started.elapsed().as_secs_f64());
+                return Ok(());
+            };
+            metrics::counter!("turnpike_stage_errors_total", "stage" => stage, "error_type" => e.class().as_str(), "error_code" => e.code())
+                .increment(1);
+            match e.class() {
+                ErrorClass::Retryable => {
+                    let backoff = self.cfg.retry_min.saturating_mul(1u32 << attempt.min(16)).min(self.cfg.retry_max);
+                    tracing::warn!(stage, code = e.code(), error = %e, attempt, backoff_ms = backoff.as_millis() as u64,
+                        partition = message.partition(), offset = message.offset(), "Retryable error; backing off.");
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(backoff).await;
+                }
+                ErrorClass::Poison => return self.dead_letter(message, &e, ids).await,
+                ErrorClass::Fatal => return Err(e),
+            }
+        }
+    }
+
+    async fn try_once(
+        &self,
+        message: &OwnedMessage,
+        ids: &mut Option<(String, String, String)>,
+    ) -> Result<(), StageError> {
+        let Some(key) = message.key() else {
+            return Err(StageError::poison(
+                "missing_key",
+                "record has no key; every Turnpike topic is keyed by session id",
+            ));
+        };
+        let Some(payload) = message.payload() else {
+            return Err(StageError::poison("empty_payload", "record has no value"));
+        };
+        let input: S::In = self.routes.codec.decode(payload).await.map_err(StageError::from_classified)?;
+        *ids = Some((input.tenant_id().to_string(), input.session_id().to_string(), input.turn_id().to_string()));
+        let mut out = Emitter::new(self.routes.clone(), key.to_vec());
+        let result = self.stage.process(input, &mut out).await;
+        let pending = out.take_pending();
+        result?;
+        for (topic, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(StageError::retryable("delivery", format!("{topic}: {e}"))),
+                Err(_) => return Err(StageError::retryable("delivery", format!("{topic}: delivery cancelled"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a dead letter and waits for its acknowledgement; retries until it is written (a dead letter
+    /// that is lost would lose the message). Fails only when the dead-letter rate cap is exceeded.
+    async fn dead_letter(
+        &self,
+        message: &OwnedMessage,
+        error: &StageError,
+        ids: Option<(String, String, String)>,
+    ) -> Result<(), StageError> {
+        let stage = self.cfg.stage;
+        self.check_dlq_rate()?;
+        let mut original_headers = std::collections::HashMap::new();
+        if let Some(h) = message.headers() {
+            for header in h.iter() {
+                if let Some(v) = header.value {
+                    original_headers.insert(header.key.to_string(), String::from_utf8_lossy(v).into_owned());
+                }
+            }
+        }
+        let (tenant_id, session_id, turn_id) = ids.unwrap_or_else(|| {
+            (
+                String::new(),
+                message.key().map(|k| String::from_utf8_lossy(k).into_owned()).unwrap_or_default(),
+                String::new(),
+            )
+        });
+        let letter = DeadLetter {
+            tenant_id,
+            session_id,
+            turn_id,
+            stage: stage.to_string(),
+            error_code: error.code().to_string(),
+            error_class: error.class().as_str().to_string(),
+            reason: error.to_string(),
+            source_topic: message.topic().to_string(),
+            source_partition: message.partition(),
+            source_offset: message.offset(),
+            original_key: message.key().map(<[u8]>::to_vec),
+            original_value: message.payload().map(<[u8]>::to_vec),
+            original_headers,
+            failed_at_ms: now_ms(),
+        };
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let mut attempt = 0u32;
+        loop {
+            match self.write_dead_letter(&letter, message.key().unwrap_or_default(), &partition, &offset).await {
+                Ok(()) => break,
+                Err(e) => {
+                    let backoff = self.cfg.retry_min.saturating_mul(1u32 << attempt.min(16)).min(self.cfg.retry_max);
+                    tracing::warn!(stage, error = %e, "Cannot write dead letter yet; retrying.");
+                    attempt = attempt.saturating_add(1);
+                    tokio::time::sleep(backoff).await;
+                }
+            }
+        }
+        metrics::counter!("turnpike_stage_dead_letters_total", "stage" => stage, "error_code" => error.code())
+            .increment(1);
+        tracing::warn!(
+            stage,
+            code = error.code(),
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset(),
+            "Message dead-lettered."
+        );
+        Ok(())
+    }
+
+    async fn write_dead_letter(
+        &self,
+        letter: &DeadLetter,
+        key: &[u8],
+        partition: &str,
+        offset: &str,
+    ) -> Result<(), String> {
+        let payload = self.routes.codec.encode(&self.cfg.dlq_topic, letter).await.map_err(|e| e.to_string())?;
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "turnpike-dlq-stage", value: Some(self.cfg.stage) })
+            .insert(Header { key: "turnpike-dlq-error-code", value: Some(letter.error_code.as_str()) })
+            .insert(Header { key: "turnpike-dlq-error-class", value: Some(letter.error_class.as_str()) })
+            .insert(Header { key: "turnpike-dlq-source-topic", value: Some(letter.source_topic.as_str()) })
+            .insert(Header { key: "turnpike-dlq-source-partition", value: Some(partition) })
+            .insert(Header { key: "turnpike-dlq-source-offset", value: Some(offset) });
+        let delivery = send_with_backpressure(&self.routes.producer, &self.cfg.dlq_topic, key, &payload, headers)
+            .await
+            .map_err(|e| e.to_string())?;
+        match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("delivery cancelled".into()),
+        }
+    }
+
+    fn check_dlq_rate(&self) -> Result<(), StageError> {
+        let mut w = self.dlq_window.lock().unwrap_or_else(|p| p.into_inner());
+        if w.0.elapsed() >= Duration::from_secs(60) {
+            *w = (Instant::now(), 0);
+        }
+        w.1 += 1;
+        if w.1 > self.cfg.dlq_max_per_minute {
+            return Err(StageError::fatal(
+                "dlq_rate_exceeded",
+                format!(
+                    "more than {} dead letters within a minute: stopping instead of dead-lettering everything",
+                    self.cfg.dlq_max_per_minute
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The record type check the compiler cannot do across the topology: a stage's input topic must carry the
+/// stage's input schema.
+pub fn check_input_schema<S: Stage>(topology: &turnpike_topology::Topology, cfg: &RunnerConfig) -> Result<(), String> {
+    let topic =
+        topology.topic(&cfg.input_topic).ok_or_else(|| format!("input topic {} not declared", cfg.input_topic))?;
+    if topic.schema != <S::In as Record>::SCHEMA_NAME {
+        return Err(format!(
+            "stage {} reads {} records but topic {} carries {}",
+            cfg.stage,
+            <S::In as Record>::SCHEMA_NAME,
+            topic.name,
+            topic.schema
+        ));
+    }
+    Ok(())
+}
