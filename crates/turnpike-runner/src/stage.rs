@@ -24,6 +24,14 @@ pub trait Stage: Send + Sync + 'static {
     /// downstream stages must be idempotent); poison → dead-lettered; fatal → the process exits.
     fn process(&self, input: Self::In, out: &mut Emitter) -> impl Future<Output = Result<(), StageError>> + Send;
 
+    /// Called after every record emitted for `input` was acknowledged by Kafka, just before its offset is
+    /// stored. For marking side effects done that must not be marked before the outputs are durable (deliver
+    /// uses it to record that a turn's final reply was published).
+    fn on_acknowledged(&self, input: &Self::In) -> impl Future<Output = Result<(), StageError>> + Send {
+        let _ = input;
+        async { Ok(()) }
+    }
+
     /// Called once before consuming starts (prepare statements, warm caches).
     fn on_start(&self) -> impl Future<Output = Result<(), StageError>> + Send {
         async { Ok(()) }
@@ -90,12 +98,33 @@ pub(crate) struct OutputRoutes {
 pub struct Emitter {
     routes: OutputRoutes,
     key: Vec<u8>,
+    source: Source,
     pending: Vec<(String, DeliveryFuture)>,
 }
 
+/// Where the input being processed was read from. Stable across redeliveries of the same record, so a stage
+/// can tell "the same record again" (a redelivery after a crash) from "an equal record again" (a client
+/// retry): see ingest's duplicate detection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
 impl Emitter {
-    pub(crate) fn new(routes: OutputRoutes, key: Vec<u8>) -> Self {
-        Emitter { routes, key, pending: Vec::new() }
+    pub(crate) fn new(routes: OutputRoutes, key: Vec<u8>, source: Source) -> Self {
+        Emitter { routes, key, source, pending: Vec::new() }
+    }
+
+    /// The input record's position.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The stage's name.
+    pub fn stage(&self) -> &'static str {
+        self.routes.stage
     }
 
     /// Encodes and produces `record` to the stage's output topic for its type, under the input's key (the

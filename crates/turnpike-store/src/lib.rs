@@ -6,10 +6,12 @@
 
 pub mod cql;
 pub mod migrate;
+pub mod sessions;
 pub mod transcript;
 
 pub use cql::{connect_cql, StoreError};
 pub use migrate::{migrate, Migration, MIGRATIONS};
+pub use sessions::{SessionStore, Ticket};
 pub use transcript::{TranscriptRow, TranscriptStore};
 
 /// Opens a Redis connection manager (reconnects by itself; clone it freely).

@@ -95,7 +95,11 @@ impl TranscriptStore {
         stmt: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<Vec<TranscriptRow>, StoreError> {
-        let pager = self.session.execute_iter(stmt.clone(), values).await.map_err(|e| StoreError::CqlUnavailable(e.to_string()))?;
+        let pager = self
+            .session
+            .execute_iter(stmt.clone(), values)
+            .await
+            .map_err(|e| StoreError::CqlUnavailable(e.to_string()))?;
         pager
             .rows_stream::<TranscriptRow>()
             .map_err(|e| StoreError::Cql(e.to_string()))?

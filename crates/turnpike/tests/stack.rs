@@ -176,8 +176,7 @@ async fn transcript_rows_are_written_idempotently_and_read_in_order() {
         ..Default::default()
     };
     // Written out of order, one of them twice (a redelivery).
-    for r in [row(2, "user", "second"), row(1, "assistant", "hi!"), row(1, "user", "hello"), row(2, "user", "second")]
-    {
+    for r in [row(2, "user", "second"), row(1, "assistant", "hi!"), row(1, "user", "hello"), row(2, "user", "second")] {
         store.append(&r).await.unwrap();
     }
     store.append(&row(2, "assistant", "an answer")).await.unwrap();

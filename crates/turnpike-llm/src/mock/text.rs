@@ -1,0 +1,128 @@
+//! Deterministic reply text for the mock: same seed and prompt, same words, on every machine and run.
+//!
+//! Uses its own FNV-1a hash and SplitMix64 generator rather than `std`'s hasher or a rand crate, whose
+//! outputs may change between releases: recorded test expectations must not.
+
+/// A reply is streamed as these pieces: one "token" each, so `concat(pieces)` is the reply text.
+pub type Pieces = Vec<String>;
+
+const WORDS: &[&str] = &[
+    "the", "a", "river", "quiet", "morning", "light", "over", "city", "train", "arrives", "late", "and", "we", "walk",
+    "along", "old", "harbour", "where", "boats", "rest", "under", "grey", "sky", "every", "story", "begins", "with",
+    "small", "question", "about", "time", "people", "remember", "summer", "rain", "on", "windows", "of", "library",
+    "near", "station", "clear", "answer", "takes", "patience", "careful", "notes", "simple", "plan", "for", "tomorrow",
+    "bright", "kitchen", "smells", "fresh", "bread", "coffee", "while", "friends", "talk", "music", "drifts", "from",
+    "open", "door", "garden", "grows", "slowly", "through", "long", "season", "warm", "wind", "carries", "voices",
+    "across", "field", "map", "shows", "road", "home",
+];
+
+/// 64-bit FNV-1a: tiny, stable, good enough to spread prompts over seeds.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// SplitMix64: a stable, well-mixed sequence from one `u64`.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        // Modulo bias is irrelevant for filler text.
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `tokens` English-ish words in sentences of 5 to 12 words, seeded by `seed` and the prompt.
+pub fn generate(seed: u64, prompt: &str, tokens: usize) -> Pieces {
+    let mut rng = SplitMix64(seed ^ fnv1a(prompt));
+    let mut pieces = Vec::with_capacity(tokens);
+    let mut sentence_left = 0;
+    for i in 0..tokens {
+        let mut word = WORDS[rng.below(WORDS.len())].to_owned();
+        if sentence_left == 0 {
+            sentence_left = 5 + rng.below(8);
+            capitalise(&mut word);
+        }
+        sentence_left -= 1;
+        if sentence_left == 0 || i + 1 == tokens {
+            word.push('.');
+            sentence_left = 0;
+        }
+        pieces.push(if i == 0 { word } else { format!(" {word}") });
+    }
+    pieces
+}
+
+fn capitalise(word: &mut String) {
+    if let Some(first) = word.get(..1) {
+        let upper = first.to_ascii_uppercase();
+        word.replace_range(..1, &upper);
+    }
+}
+
+/// Splits `text` into word pieces that concatenate back to exactly `text`: each piece is one word with
+/// the whitespace before it (leading whitespace of the text stays with the first word).
+pub fn split_words(text: &str) -> Pieces {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    // Where the whitespace run after the latest word began: the next word's piece starts there.
+    let mut gap: Option<usize> = None;
+    let mut seen_word = false;
+    for (i, c) in text.char_indices() {
+        if c.is_whitespace() {
+            if seen_word && gap.is_none() {
+                gap = Some(i);
+            }
+        } else {
+            if let Some(at) = gap.take() {
+                pieces.push(text[start..at].to_owned());
+                start = at;
+            }
+            seen_word = true;
+        }
+    }
+    if start < text.len() {
+        pieces.push(text[start..].to_owned());
+    }
+    pieces
+}
+
+/// The mock's token estimate: whitespace-separated words.
+pub fn count_words(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_is_deterministic_and_sized() {
+        let a = generate(7, "hello there", 40);
+        assert_eq!(a, generate(7, "hello there", 40));
+        assert_ne!(a, generate(8, "hello there", 40));
+        assert_ne!(a, generate(7, "hello again", 40));
+        assert_eq!(a.len(), 40);
+        let text = a.concat();
+        assert_eq!(count_words(&text), 40);
+        assert!(text.ends_with('.'));
+        assert!(text.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+    }
+
+    #[test]
+    fn split_words_round_trips() {
+        for text in ["", "one", "  two  words ", "tab\tand\nnewline", "ünïcode wörds  here"] {
+            let pieces = split_words(text);
+            assert_eq!(pieces.concat(), text);
+            assert_eq!(pieces.len(), count_words(text).max(usize::from(!text.is_empty())));
+        }
+        assert_eq!(split_words("a  b c"), vec!["a", "  b", " c"]);
+    }
+}

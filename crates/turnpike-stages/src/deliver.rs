@@ -1,0 +1,137 @@
+//! deliver: checked reply chunk → outbound reply, and the assistant's message into the transcript.
+//!
+//! Guarantee: every chunk reaches the outbound topic, in order per session; a turn's FINAL is published once:
+//! a Redis marker keyed by turn id is set after Kafka acknowledged the FINAL, and a redelivered FINAL finds
+//! it and is skipped. (The marker is written right after the acknowledgement, so a crash in the ~1 ms between
+//! the two can still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a
+//! Kafka transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
+//! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
+//! redelivered chunk overwrites itself. The transcript row is an idempotent upsert keyed by (seq, role).
+
+use crate::{redis_err, session, store_err, Deps};
+use redis::AsyncCommands;
+use std::collections::BTreeMap;
+use turnpike_runner::{now_ms, Emitter, Stage, StageError};
+use turnpike_schemas::{CheckedReplyChunk, ChunkKind, OutboundKind, OutboundReply, TurnAction};
+use turnpike_store::TranscriptRow;
+
+/// Turn buffers outlive any plausible reply; the marker outlives any plausible redelivery.
+const TURN_TTL_SECS: u64 = 3600;
+const FINAL_TTL_SECS: u64 = 7 * 24 * 3600;
+
+pub struct Deliver {
+    pub deps: Deps,
+}
+
+fn chunks_key(c: &CheckedReplyChunk) -> String {
+    session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:chunks", c.turn_id))
+}
+
+fn final_key(c: &CheckedReplyChunk) -> String {
+    session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:final", c.turn_id))
+}
+
+fn outbound(c: &CheckedReplyChunk, kind: OutboundKind, text: String) -> OutboundReply {
+    OutboundReply {
+        tenant_id: c.tenant_id.clone(),
+        session_id: c.session_id.clone(),
+        turn_id: c.turn_id.clone(),
+        seq: c.seq,
+        chunk_index: c.chunk_index,
+        kind,
+        text,
+        status: None,
+        finish_reason: c.finish_reason.clone(),
+        citations: c.citations.clone(),
+        usage: c.usage.clone(),
+        model: c.model.clone(),
+        channel: c.channel.clone(),
+        received_at_ms: c.received_at_ms,
+    }
+}
+
+impl Stage for Deliver {
+    type In = CheckedReplyChunk;
+
+    async fn process(&self, c: CheckedReplyChunk, out: &mut Emitter) -> Result<(), StageError> {
+        let mut redis = self.deps.redis.clone();
+        if c.kind == ChunkKind::Delta {
+            let key = chunks_key(&c);
+            let _: () = redis::pipe()
+                .hset(&key, c.chunk_index, &c.text)
+                .expire(&key, TURN_TTL_SECS as i64)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_err)?;
+            return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
+        }
+        let done: bool = redis.exists(final_key(&c)).await.map_err(redis_err)?;
+        if done {
+            metrics::counter!("turnpike_deliver_duplicate_finals_total").increment(1);
+            return Ok(());
+        }
+        if c.action == TurnAction::Human {
+            let mut status = outbound(&c, OutboundKind::Status, String::new());
+            status.status = Some("forwarded_to_agent".into());
+            return out.emit(&status).await;
+        }
+        let parts: BTreeMap<i32, String> = redis.hgetall(chunks_key(&c)).await.map_err(redis_err)?;
+        let mut text: String = parts.into_values().collect();
+        text.push_str(&c.text);
+        let usage = c.usage.clone().unwrap_or_default();
+        let citations = if c.citations.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&c.citations.iter().map(|x| (&x.source, &x.location)).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
+        };
+        self.deps
+            .transcript
+            .append(&TranscriptRow {
+                tenant_id: c.tenant_id.clone(),
+                session_id: c.session_id.clone(),
+                seq: c.seq,
+                role: "assistant".into(),
+                turn_id: c.turn_id.clone(),
+                content: text,
+                channel: Some(c.channel.clone()),
+                model: c.model.clone(),
+                tier: c.tier.clone(),
+                finish_reason: c.finish_reason.clone(),
+                input_tokens: c.usage.as_ref().map(|_| usage.input_tokens),
+                output_tokens: c.usage.as_ref().map(|_| usage.output_tokens),
+                cost_usd_micros: c.usage.as_ref().map(|_| usage.cost_usd_micros),
+                citations,
+                created_at: Some(scylla::value::CqlTimestamp(now_ms())),
+                ..Default::default()
+            })
+            .await
+            .map_err(store_err)?;
+        let latency = (now_ms() - c.received_at_ms).max(0) as f64 / 1000.0;
+        metrics::histogram!("turnpike_turn_latency_seconds").record(latency);
+        let outcome = match c.action {
+            TurnAction::Handoff => "handoff",
+            TurnAction::Refuse => "refused",
+            _ if c.finish_reason.as_deref() == Some("incomplete") => "handoff",
+            _ => "contained",
+        };
+        metrics::counter!("turnpike_turns_total", "outcome" => outcome).increment(1);
+        out.emit(&outbound(&c, OutboundKind::Final, c.text.clone())).await
+    }
+
+    async fn on_acknowledged(&self, c: &CheckedReplyChunk) -> Result<(), StageError> {
+        if c.kind != ChunkKind::Final {
+            return Ok(());
+        }
+        let mut redis = self.deps.redis.clone();
+        let _: () = redis::pipe()
+            .set_ex(final_key(c), 1, FINAL_TTL_SECS)
+            .del(chunks_key(c))
+            .query_async(&mut redis)
+            .await
+            .map_err(redis_err)?;
+        Ok(())
+    }
+}
