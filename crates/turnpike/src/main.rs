@@ -2,6 +2,8 @@
 //! grows, one subcommand per stage.
 
 mod admin;
+mod chat;
+mod pipeline;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +46,27 @@ enum Command {
         )]
         replication: String,
     },
+    /// Run one stage of the pipeline (one process per stage in production).
+    Stage {
+        /// ingest, guard-in, assemble, route, generate, guard-out, deliver or handoff.
+        name: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Run all eight stages in this process (local use, demos, load tests).
+    Run {
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// A terminal chat: type a message, see the reply stream in.
+    Chat {
+        /// Tenant to chat as.
+        #[arg(long, default_value = "demo")]
+        tenant: String,
+        /// User id (the session id is `<user>:<conversation>`).
+        #[arg(long, default_value = "you")]
+        user: String,
+    },
     /// Everything a fresh cluster needs: validate, create topics, register schemas, migrate.
     Setup {
         /// CQL replication map for a new keyspace.
@@ -54,6 +77,27 @@ enum Command {
         )]
         replication: String,
     },
+}
+
+/// Options shared by `stage` and `run`.
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// OpenAI-compatible base URL of the LLM provider. Without it (and without OPENAI_API_KEY), the
+    /// project's mock LLM is started in-process.
+    #[arg(long, env = "TURNPIKE_LLM_BASE_URL")]
+    llm_base_url: Option<String>,
+    /// Prometheus metrics listen address.
+    #[arg(long, env = "TURNPIKE_METRICS_ADDR", default_value = "127.0.0.1:9600")]
+    metrics_addr: std::net::SocketAddr,
+    /// Mock LLM time to first token, when the mock is used.
+    #[arg(long, default_value_t = 200)]
+    mock_ttft_ms: u64,
+    /// Mock LLM tokens per second (0 = instant), when the mock is used.
+    #[arg(long, default_value_t = 50)]
+    mock_tokens_per_sec: u32,
+    /// Records in flight per partition before it is paused.
+    #[arg(long, default_value_t = 512)]
+    max_in_flight_per_partition: usize,
 }
 
 #[derive(Subcommand)]
@@ -77,6 +121,64 @@ impl Cli {
             dir.join("..").join("schemas")
         })
     }
+}
+
+/// Cancels the token on SIGINT or SIGTERM, so stages drain and commit before the process exits.
+fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term => {},
+        }
+        tracing::info!("Shutdown requested; draining.");
+        t.cancel();
+    });
+    token
+}
+
+async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
+    let topology = std::sync::Arc::new(admin::load_valid(&cli.topology, &cli.schemas_dir())?);
+    turnpike_runner::metrics_exporter::install(run.metrics_addr).map_err(anyhow::Error::msg)?;
+    let shutdown = shutdown_on_signals();
+    let needs_llm = stage.is_none() || stage == Some("generate");
+    let mut _mock = None;
+    let llm = match (&run.llm_base_url, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())) {
+        (Some(url), key) => pipeline::LlmSettings {
+            base_url: url.clone(),
+            api_key: key.or_else(|| std::env::var("TURNPIKE_LLM_API_KEY").ok()),
+        },
+        (None, Some(key)) => pipeline::LlmSettings { base_url: "https://api.openai.com/v1".into(), api_key: Some(key) },
+        (None, None) if needs_llm => {
+            let cfg = turnpike_llm::mock::MockConfig {
+                ttft: std::time::Duration::from_millis(run.mock_ttft_ms),
+                tokens_per_sec: run.mock_tokens_per_sec,
+                ..Default::default()
+            };
+            let mock = turnpike_llm::mock::spawn(cfg).await?;
+            tracing::info!(url = %mock.base_url(), "No LLM provider configured; using the mock LLM.");
+            let settings = pipeline::LlmSettings { base_url: mock.base_url(), api_key: None };
+            _mock = Some(mock);
+            settings
+        }
+        (None, None) => pipeline::LlmSettings { base_url: String::new(), api_key: None },
+    };
+    let deps = turnpike_stages::Deps::connect(endpoints).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tuning = pipeline::Tuning { max_in_flight_per_partition: run.max_in_flight_per_partition };
+    match stage {
+        Some(name) => pipeline::run_stage(name, topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
+        None => pipeline::run_all(topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -107,6 +209,11 @@ fn main() -> ExitCode {
                 admin::register(&cli.topology, &cli.schemas_dir(), &endpoints).await
             }
             Command::Migrate { replication } => admin::migrate(&endpoints, replication).await,
+            Command::Stage { name, run } => serve(&cli, Some(name.as_str()), run, &endpoints).await,
+            Command::Run { run } => serve(&cli, None, run, &endpoints).await,
+            Command::Chat { tenant, user } => {
+                chat::chat(&cli.topology, &cli.schemas_dir(), &endpoints, tenant, user).await
+            }
             Command::Setup { replication } => {
                 admin::apply(&cli.topology, &cli.schemas_dir(), &endpoints).await?;
                 admin::register(&cli.topology, &cli.schemas_dir(), &endpoints).await?;

@@ -1,0 +1,118 @@
+//! Builds and runs stages: one per process (`turnpike stage NAME`) or all eight in one (`turnpike run`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use turnpike_core::Endpoints;
+use turnpike_llm::{OpenAiClient, OpenAiConfig};
+use turnpike_runner::{check_input_schema, run, RunnerConfig, RunnerError, Stage};
+use turnpike_stages::{assemble, deliver, generate, guard_in, guard_out, handoff, ingest, route, Deps};
+use turnpike_topology::Topology;
+
+/// Where generate sends its requests.
+#[derive(Clone, Debug)]
+pub struct LlmSettings {
+    /// OpenAI-compatible base URL (e.g. `https://api.openai.com/v1` or the mock's `http://127.0.0.1:8090/v1`).
+    pub base_url: String,
+    /// API key; `None` for servers that need none (the mock, local vLLM or Ollama).
+    pub api_key: Option<String>,
+}
+
+/// Runtime knobs that are not topology.
+#[derive(Clone, Debug)]
+pub struct Tuning {
+    pub max_in_flight_per_partition: usize,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { max_in_flight_per_partition: 512 }
+    }
+}
+
+async fn run_one<S: Stage>(
+    stage: S,
+    topology: &Topology,
+    name: &str,
+    endpoints: &Endpoints,
+    tuning: &Tuning,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let mut cfg = RunnerConfig::from_topology(topology, name, endpoints)?;
+    cfg.max_in_flight_per_partition = tuning.max_in_flight_per_partition;
+    check_input_schema::<S>(topology, &cfg).map_err(|message| RunnerError::Fatal {
+        stage: cfg.stage,
+        code: "topology",
+        message,
+    })?;
+    run(stage, cfg, shutdown).await
+}
+
+/// Runs the stage called `name` until `shutdown` is cancelled.
+pub async fn run_stage(
+    name: &str,
+    topology: Arc<Topology>,
+    endpoints: Endpoints,
+    deps: Deps,
+    llm: LlmSettings,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let (t, e, u, s) = (&*topology, &endpoints, &tuning, shutdown);
+    match name {
+        "ingest" => run_one(ingest::Ingest { deps, limits: Default::default() }, t, name, e, u, s).await,
+        "guard-in" => run_one(guard_in::GuardIn { deps, policy: Default::default() }, t, name, e, u, s).await,
+        "assemble" => run_one(assemble::Assemble { deps, policy: Default::default() }, t, name, e, u, s).await,
+        "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
+        "generate" => {
+            let mut cfg = OpenAiConfig::new(&llm.base_url);
+            if let Some(k) = llm.api_key {
+                cfg = cfg.with_api_key(turnpike_llm::ApiKey::new(k));
+            }
+            cfg.ttft_timeout = Duration::from_secs(20);
+            let client = OpenAiClient::new(cfg).map_err(|e| RunnerError::Fatal {
+                stage: "generate",
+                code: "llm_config",
+                message: e.to_string(),
+            })?;
+            run_one(generate::Generate::new(client), t, name, e, u, s).await
+        }
+        "guard-out" => run_one(guard_out::GuardOut { check: guard_out::WordList::default() }, t, name, e, u, s).await,
+        "deliver" => run_one(deliver::Deliver { deps }, t, name, e, u, s).await,
+        "handoff" => run_one(handoff::Handoff { deps, helpdesk: "local".into() }, t, name, e, u, s).await,
+        other => Err(RunnerError::Fatal {
+            stage: "pipeline",
+            code: "unknown_stage",
+            message: format!("no stage named {other}"),
+        }),
+    }
+}
+
+/// Runs every stage of the topology in this process; the first to fail stops the others.
+pub async fn run_all(
+    topology: Arc<Topology>,
+    endpoints: Endpoints,
+    deps: Deps,
+    llm: LlmSettings,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
+    let mut set = tokio::task::JoinSet::new();
+    let stop = shutdown.child_token();
+    for stage in turnpike_topology::STAGE_NAMES {
+        let (t, e, d, l, u, s) =
+            (topology.clone(), endpoints.clone(), deps.clone(), llm.clone(), tuning.clone(), stop.clone());
+        set.spawn(async move { run_stage(stage, t, e, d, l, u, s).await });
+    }
+    let mut first_error = None;
+    while let Some(joined) = set.join_next().await {
+        let result = joined.map_err(|e| RunnerError::Thread(e.to_string())).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "A stage failed; stopping the pipeline.");
+            stop.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
