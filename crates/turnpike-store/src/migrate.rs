@@ -12,7 +12,7 @@ use scylla::client::session::Session;
 pub struct Migration {
     /// Ordered id, the file stem (`0001_core`).
     pub id: &'static str,
-    /// CQL statements separated by `;`. `--` comments are allowed.
+    /// CQL statements separated by `;`. `--` comments are allowed; `{keyspace}` names the keyspace.
     pub cql: &'static str,
 }
 
@@ -44,13 +44,12 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &str) -> Re
         ),
     )
     .await?;
-    session.use_keyspace(keyspace, false).await.map_err(|e| StoreError::Cql(e.to_string()))?;
 
     let mut applied = Vec::new();
     for m in MIGRATIONS {
         let sum = checksum(m.cql);
         let existing = session
-            .query_unpaged("SELECT checksum FROM schema_migrations WHERE id = ?", (m.id,))
+            .query_unpaged(format!("SELECT checksum FROM {keyspace}.schema_migrations WHERE id = ?"), (m.id,))
             .await
             .map_err(request_error)?
             .into_rows_result()
@@ -71,11 +70,11 @@ pub async fn migrate(session: &Session, keyspace: &str, replication: &str) -> Re
             None => {}
         }
         for stmt in statements(m.cql) {
-            ddl(m.id, stmt).await?;
+            ddl(m.id, stmt.replace("{keyspace}", keyspace)).await?;
         }
         session
             .query_unpaged(
-                "INSERT INTO schema_migrations (id, checksum, applied_at) VALUES (?, ?, currentTimestamp())",
+                format!("INSERT INTO {keyspace}.schema_migrations (id, checksum, applied_at) VALUES (?, ?, currentTimestamp())"),
                 (m.id, sum.as_str()),
             )
             .await

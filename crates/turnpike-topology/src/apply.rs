@@ -62,7 +62,11 @@ pub async fn apply(topology: &Topology, bootstrap: &str, timeout: Duration) -> R
             Err((topic, code)) => return Err(ApplyError::Create { topic, code }),
         }
     }
-    check_partitions(topology, &config, timeout)?;
+    // Metadata polling blocks (librdkafka calls); keep it off the async workers.
+    let (topo, cfg) = (topology.clone(), config.clone());
+    tokio::task::spawn_blocking(move || check_partitions(&topo, &cfg, timeout)).await.map_err(|e| {
+        ApplyError::Invalid { topic: String::new(), message: format!("metadata check panicked: {e}") }
+    })??;
     for name in &report.created {
         tracing::info!(topic = %name, "Created topic.");
     }
@@ -84,20 +88,38 @@ fn topic_configs(topic: &Topic) -> Result<Vec<(&'static str, String)>, ApplyErro
     Ok(cfg)
 }
 
-/// Reads cluster metadata and compares partition counts with the declaration.
+/// Reads cluster metadata and compares partition counts with the declaration. Topics created a moment ago
+/// may be missing from the metadata for a little while, so a missing topic is looked up again until
+/// `timeout`; a topic present with another count fails at once.
 pub fn check_partitions(topology: &Topology, config: &ClientConfig, timeout: Duration) -> Result<(), ApplyError> {
     let consumer: BaseConsumer = config.create()?;
-    let metadata = consumer.fetch_metadata(None, timeout)?;
-    for topic in &topology.topics {
-        let actual =
-            metadata.topics().iter().find(|t| t.name() == topic.name).map(|t| t.partitions().len() as i32).unwrap_or(0);
-        if actual != topic.partitions {
-            return Err(ApplyError::PartitionMismatch {
-                topic: topic.name.clone(),
-                declared: topic.partitions,
-                actual,
-            });
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let metadata = consumer.fetch_metadata(None, timeout)?;
+        let mut missing = None;
+        for topic in &topology.topics {
+            let actual = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic.name)
+                .map(|t| t.partitions().len() as i32)
+                .unwrap_or(0);
+            if actual == 0 {
+                missing = Some(topic);
+            } else if actual != topic.partitions {
+                return Err(ApplyError::PartitionMismatch {
+                    topic: topic.name.clone(),
+                    declared: topic.partitions,
+                    actual,
+                });
+            }
+        }
+        match missing {
+            None => return Ok(()),
+            Some(t) if std::time::Instant::now() >= deadline => {
+                return Err(ApplyError::PartitionMismatch { topic: t.name.clone(), declared: t.partitions, actual: 0 })
+            }
+            Some(_) => std::thread::sleep(Duration::from_millis(200)),
         }
     }
-    Ok(())
 }

@@ -3,7 +3,6 @@
 
 mod admin;
 mod chat;
-mod pipeline;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -153,11 +152,13 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
     let needs_llm = stage.is_none() || stage == Some("generate");
     let mut _mock = None;
     let llm = match (&run.llm_base_url, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())) {
-        (Some(url), key) => pipeline::LlmSettings {
+        (Some(url), key) => turnpike::pipeline::LlmSettings {
             base_url: url.clone(),
             api_key: key.or_else(|| std::env::var("TURNPIKE_LLM_API_KEY").ok()),
         },
-        (None, Some(key)) => pipeline::LlmSettings { base_url: "https://api.openai.com/v1".into(), api_key: Some(key) },
+        (None, Some(key)) => {
+            turnpike::pipeline::LlmSettings { base_url: "https://api.openai.com/v1".into(), api_key: Some(key) }
+        }
         (None, None) if needs_llm => {
             let cfg = turnpike_llm::mock::MockConfig {
                 ttft: std::time::Duration::from_millis(run.mock_ttft_ms),
@@ -166,17 +167,19 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
             };
             let mock = turnpike_llm::mock::spawn(cfg).await?;
             tracing::info!(url = %mock.base_url(), "No LLM provider configured; using the mock LLM.");
-            let settings = pipeline::LlmSettings { base_url: mock.base_url(), api_key: None };
+            let settings = turnpike::pipeline::LlmSettings { base_url: mock.base_url(), api_key: None };
             _mock = Some(mock);
             settings
         }
-        (None, None) => pipeline::LlmSettings { base_url: String::new(), api_key: None },
+        (None, None) => turnpike::pipeline::LlmSettings { base_url: String::new(), api_key: None },
     };
     let deps = turnpike_stages::Deps::connect(endpoints).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tuning = pipeline::Tuning { max_in_flight_per_partition: run.max_in_flight_per_partition };
+    let tuning = turnpike::pipeline::Tuning { max_in_flight_per_partition: run.max_in_flight_per_partition };
     match stage {
-        Some(name) => pipeline::run_stage(name, topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
-        None => pipeline::run_all(topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
+        Some(name) => {
+            turnpike::pipeline::run_stage(name, topology, endpoints.clone(), deps, llm, tuning, shutdown).await?
+        }
+        None => turnpike::pipeline::run_all(topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
     }
     Ok(())
 }
