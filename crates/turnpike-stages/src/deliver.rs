@@ -6,7 +6,8 @@
 //! the two can still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a
 //! Kafka transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
 //! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
-//! redelivered chunk overwrites itself. The transcript row is an idempotent upsert keyed by (seq, role).
+//! chunk seen before is published again only when it is a redelivery of the very record that stored it (its
+//! first publication may not have been acknowledged), never when upstream re-emitted it. The transcript row is an idempotent upsert keyed by (seq, role).
 
 use crate::{redis_err, session, store_err, Deps};
 use redis::AsyncCommands;
@@ -18,6 +19,8 @@ use turnpike_store::TranscriptRow;
 /// Turn buffers outlive any plausible reply; the marker outlives any plausible redelivery.
 const TURN_TTL_SECS: u64 = 3600;
 const FINAL_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Separates the source position that first stored a chunk from its text in the turn buffer.
+const SEP: char = '\u{1f}';
 
 pub struct Deliver {
     pub deps: Deps,
@@ -57,12 +60,22 @@ impl Stage for Deliver {
         let mut redis = self.deps.redis.clone();
         if c.kind == ChunkKind::Delta {
             let key = chunks_key(&c);
-            let _: () = redis::pipe()
-                .hset(&key, c.chunk_index, &c.text)
+            let src = out.source();
+            let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
+            let (fresh, _): (bool, bool) = redis::pipe()
+                .hset_nx(&key, c.chunk_index, format!("{position}{SEP}{}", c.text))
                 .expire(&key, TURN_TTL_SECS as i64)
                 .query_async(&mut redis)
                 .await
                 .map_err(redis_err)?;
+            // A chunk seen before was published before (or is being re-published by a redelivery of this
+            // very record, whose first publication may not have been acknowledged: publish again then).
+            let seen_from: Option<String> =
+                if fresh { None } else { redis.hget(&key, c.chunk_index).await.map_err(redis_err)? };
+            if seen_from.is_some_and(|v| v.split(SEP).next() != Some(position.as_str())) {
+                metrics::counter!("turnpike_deliver_duplicate_chunks_total").increment(1);
+                return Ok(());
+            }
             return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
         }
         let done: bool = redis.exists(final_key(&c)).await.map_err(redis_err)?;
@@ -76,7 +89,8 @@ impl Stage for Deliver {
             return out.emit(&status).await;
         }
         let parts: BTreeMap<i32, String> = redis.hgetall(chunks_key(&c)).await.map_err(redis_err)?;
-        let mut text: String = parts.into_values().collect();
+        let mut text: String =
+            parts.into_values().map(|v| v.split_once(SEP).map(|(_, t)| t.to_string()).unwrap_or(v)).collect();
         text.push_str(&c.text);
         let usage = c.usage.clone().unwrap_or_default();
         let citations = if c.citations.is_empty() {

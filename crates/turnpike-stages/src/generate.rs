@@ -7,12 +7,16 @@
 //! Commit point: until the first chunk is emitted, an LLM failure is retryable and invisible (the runner
 //! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
 //! ends the reply with an explicit incomplete notice, `finish_reason = "incomplete"`, and a handoff request.
-//! A redelivery after a crash replays the prompt; downstream recognises its chunks by (turn id, chunk index).
+//! The same holds across crashes: a Redis counter per turn records how many chunks were emitted; a
+//! redelivered prompt whose counter is non-zero is *not* regenerated (a new generation would differ from
+//! what the user already saw) but ended with the incomplete notice, numbered after the last chunk.
 //! Refused, handed-off and human-owned turns are answered without calling the LLM.
 
 use std::time::{Duration, Instant};
 
+use crate::{session, Deps};
 use futures::StreamExt;
+use redis::AsyncCommands;
 use turnpike_core::{Classify, ErrorClass};
 use turnpike_llm::{ChatMessage as LlmMessage, ChatRequest, LlmEvent, OpenAiClient};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
@@ -46,6 +50,7 @@ pub fn cost_micros(prices: &[Price], model: &str, input: u32, output: u32, cache
 }
 
 pub struct Generate {
+    pub deps: Deps,
     pub llm: OpenAiClient,
     pub prices: Vec<Price>,
     pub min_chunk_chars: usize,
@@ -57,8 +62,9 @@ pub struct Generate {
 }
 
 impl Generate {
-    pub fn new(llm: OpenAiClient) -> Self {
+    pub fn new(deps: Deps, llm: OpenAiClient) -> Self {
         Generate {
+            deps,
             llm,
             prices: default_prices(),
             min_chunk_chars: 24,
@@ -70,13 +76,28 @@ impl Generate {
     }
 }
 
-/// Builds chunk records for one turn.
+/// Builds chunk records for one turn and counts them in Redis (see the module comment).
 struct Chunks<'a> {
     p: &'a RoutedPrompt,
     next: i32,
+    redis: redis::aio::ConnectionManager,
+    counter: String,
 }
 
 impl Chunks<'_> {
+    /// Emits a DELTA and counts it; the count is written before the next chunk is made, so a crash can only
+    /// over-count (a gap downstream), never under-count (a duplicate).
+    async fn emit_delta(&mut self, out: &mut Emitter, text: String) -> Result<(), StageError> {
+        let chunk = self.make(ChunkKind::Delta, text);
+        let _: () = redis::pipe()
+            .set(&self.counter, self.next)
+            .expire(&self.counter, 3600)
+            .query_async(&mut self.redis)
+            .await
+            .map_err(crate::redis_err)?;
+        out.emit(&chunk).await
+    }
+
     fn make(&mut self, kind: ChunkKind, text: String) -> ReplyChunk {
         let c = ReplyChunk {
             tenant_id: self.p.tenant_id.clone(),
@@ -118,7 +139,15 @@ impl Stage for Generate {
     type In = RoutedPrompt;
 
     async fn process(&self, p: RoutedPrompt, out: &mut Emitter) -> Result<(), StageError> {
-        let mut chunks = Chunks { p: &p, next: 0 };
+        let counter = session::key(&p.tenant_id, &p.session_id, &format!("turn:{}:gen", p.turn_id));
+        let mut redis = self.deps.redis.clone();
+        let already: Option<i32> = redis.get(&counter).await.map_err(crate::redis_err)?;
+        let mut chunks = Chunks { p: &p, next: already.unwrap_or(0), redis, counter };
+        if already.is_some_and(|n| n > 0) {
+            // Redelivered after text already left: end it, never restart it.
+            metrics::counter!("turnpike_generate_resumed_incomplete_total").increment(1);
+            return self.give_up(Ok(()), &mut chunks, out, &p).await;
+        }
         if p.action != TurnAction::Proceed {
             let mut fin = chunks.make(ChunkKind::Final, p.reply_text.clone().unwrap_or_default());
             fin.finish_reason = Some(format!("{:?}", p.action).to_lowercase());
@@ -169,7 +198,7 @@ impl Stage for Generate {
                         metrics::histogram!("turnpike_llm_ttft_seconds", &labels).record(ms as f64 / 1000.0);
                     }
                     if first || buf.len() >= self.min_chunk_chars || last_flush.elapsed() >= self.max_chunk_delay {
-                        out.emit(&chunks.make(ChunkKind::Delta, std::mem::take(&mut buf))).await?;
+                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
                         last_flush = Instant::now();
                     }
                 }
@@ -180,14 +209,14 @@ impl Stage for Generate {
                 Err(e) => {
                     let emitted = chunks.next > 0 || !buf.is_empty();
                     if !buf.is_empty() {
-                        out.emit(&chunks.make(ChunkKind::Delta, std::mem::take(&mut buf))).await?;
+                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
                     }
                     return self.give_up(failure(e, emitted), &mut chunks, out, &p).await;
                 }
             }
         }
         if !buf.is_empty() {
-            out.emit(&chunks.make(ChunkKind::Delta, buf)).await?;
+            chunks.emit_delta(out, buf).await?;
         }
         let mut fin = chunks.make(ChunkKind::Final, String::new());
         fin.finish_reason = Some(finish.unwrap_or_else(|| "stop".into()));

@@ -9,14 +9,17 @@ use turnpike_schemas::RegistryClient;
 use turnpike_topology::Topology;
 
 /// Loads and validates the topology; every later command starts from a valid one.
-pub fn load_valid(topology: &Path, schemas: &Path) -> anyhow::Result<Topology> {
+pub fn load_valid(topology: &Path, schemas: &Path, prefix: Option<&str>) -> anyhow::Result<Topology> {
     let topo = Topology::load(topology)?;
     topo.validate(schemas)?;
-    Ok(topo)
+    Ok(match prefix.filter(|p| !p.is_empty()) {
+        Some(p) => topo.prefixed(p),
+        None => topo,
+    })
 }
 
-pub fn validate(topology: &Path, schemas: &Path) -> anyhow::Result<()> {
-    let topo = load_valid(topology, schemas)?;
+pub fn validate(topology: &Path, schemas: &Path, prefix: Option<&str>) -> anyhow::Result<()> {
+    let topo = load_valid(topology, schemas, prefix)?;
     println!(
         "topology `{}` v{} is valid: {} topics, {} stages",
         topo.name,
@@ -27,8 +30,8 @@ pub fn validate(topology: &Path, schemas: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn apply(topology: &Path, schemas: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let topo = load_valid(topology, schemas)?;
+pub async fn apply(topology: &Path, schemas: &Path, prefix: Option<&str>, endpoints: &Endpoints) -> anyhow::Result<()> {
+    let topo = load_valid(topology, schemas, prefix)?;
     let report = turnpike_topology::apply::apply(&topo, &endpoints.kafka_bootstrap, Duration::from_secs(30))
         .await
         .with_context(|| format!("applying topology to Kafka at {}", endpoints.kafka_bootstrap))?;
@@ -36,8 +39,13 @@ pub async fn apply(topology: &Path, schemas: &Path, endpoints: &Endpoints) -> an
     Ok(())
 }
 
-pub async fn register(topology: &Path, schemas: &Path, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let topo = load_valid(topology, schemas)?;
+pub async fn register(
+    topology: &Path,
+    schemas: &Path,
+    prefix: Option<&str>,
+    endpoints: &Endpoints,
+) -> anyhow::Result<()> {
+    let topo = load_valid(topology, schemas, prefix)?;
     let client = RegistryClient::new(&endpoints.schema_registry_url, Duration::from_secs(10))?;
     let pairs: Vec<(String, String)> = topo.topics.iter().map(|t| (t.name.clone(), t.schema.clone())).collect();
     let registered = turnpike_schemas::register_all(&client, &pairs)

@@ -13,10 +13,17 @@ use tokio::io::AsyncBufReadExt;
 use turnpike_core::Endpoints;
 use turnpike_schemas::{Codec, InboundTurn, OutboundKind, OutboundReply};
 
-pub async fn chat(topology: &Path, schemas: &Path, ep: &Endpoints, tenant: &str, user: &str) -> anyhow::Result<()> {
-    let topo = crate::admin::load_valid(topology, schemas)?;
+pub async fn chat(
+    topology: &Path,
+    schemas: &Path,
+    prefix: Option<&str>,
+    ep: &Endpoints,
+    tenant: &str,
+    user: &str,
+) -> anyhow::Result<()> {
+    let topo = crate::admin::load_valid(topology, schemas, prefix)?;
     let inbound = topo.topics.iter().find(|t| t.role == turnpike_topology::Role::Source).context("no source topic")?;
-    let outbound = topo.topic("turnpike.replies.outbound").context("no outbound topic")?;
+    let outbound = topo.topic_named("turnpike.replies.outbound").context("no outbound topic")?;
     let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5))?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &ep.kafka_bootstrap)

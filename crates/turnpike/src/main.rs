@@ -16,6 +16,9 @@ struct Cli {
     /// Topology file.
     #[arg(long, global = true, env = "TURNPIKE_TOPOLOGY", default_value = "topology/turnpike.toml")]
     topology: PathBuf,
+    /// Prefix for every topic and consumer group (`<prefix>.<topic>`): several pipelines on one cluster.
+    #[arg(long, global = true, env = "TURNPIKE_TOPIC_PREFIX")]
+    topic_prefix: Option<String>,
     /// Folder of the Avro schemas (default: `schemas/` beside the topology folder).
     #[arg(long, global = true, env = "TURNPIKE_SCHEMAS")]
     schemas: Option<PathBuf>,
@@ -94,6 +97,10 @@ struct RunArgs {
     /// Mock LLM tokens per second (0 = instant), when the mock is used.
     #[arg(long, default_value_t = 50)]
     mock_tokens_per_sec: u32,
+    /// Static consumer-group member id (Kafka `group.instance.id`, suffixed with the stage name): a restart
+    /// with the same id resumes its partitions at once.
+    #[arg(long, env = "TURNPIKE_INSTANCE_ID")]
+    instance_id: Option<String>,
     /// Records in flight per partition before it is paused.
     #[arg(long, default_value_t = 512)]
     max_in_flight_per_partition: usize,
@@ -146,7 +153,8 @@ fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
 }
 
 async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
-    let topology = std::sync::Arc::new(admin::load_valid(&cli.topology, &cli.schemas_dir())?);
+    let topology =
+        std::sync::Arc::new(admin::load_valid(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref())?);
     turnpike_runner::metrics_exporter::install(run.metrics_addr).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
     let needs_llm = stage.is_none() || stage == Some("generate");
@@ -174,7 +182,10 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
         (None, None) => turnpike::pipeline::LlmSettings { base_url: String::new(), api_key: None },
     };
     let deps = turnpike_stages::Deps::connect(endpoints).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tuning = turnpike::pipeline::Tuning { max_in_flight_per_partition: run.max_in_flight_per_partition };
+    let tuning = turnpike::pipeline::Tuning {
+        max_in_flight_per_partition: run.max_in_flight_per_partition,
+        instance_id: run.instance_id.clone(),
+    };
     match stage {
         Some(name) => {
             turnpike::pipeline::run_stage(name, topology, endpoints.clone(), deps, llm, tuning, shutdown).await?
@@ -203,23 +214,24 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match &cli.command {
             Command::Topology { action: TopologyAction::Validate } => {
-                admin::validate(&cli.topology, &cli.schemas_dir())
+                admin::validate(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref())
             }
             Command::Topology { action: TopologyAction::Apply } => {
-                admin::apply(&cli.topology, &cli.schemas_dir(), &endpoints).await
+                admin::apply(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await
             }
             Command::Schemas { action: SchemasAction::Register } => {
-                admin::register(&cli.topology, &cli.schemas_dir(), &endpoints).await
+                admin::register(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await
             }
             Command::Migrate { replication } => admin::migrate(&endpoints, replication).await,
             Command::Stage { name, run } => serve(&cli, Some(name.as_str()), run, &endpoints).await,
             Command::Run { run } => serve(&cli, None, run, &endpoints).await,
             Command::Chat { tenant, user } => {
-                chat::chat(&cli.topology, &cli.schemas_dir(), &endpoints, tenant, user).await
+                chat::chat(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints, tenant, user)
+                    .await
             }
             Command::Setup { replication } => {
-                admin::apply(&cli.topology, &cli.schemas_dir(), &endpoints).await?;
-                admin::register(&cli.topology, &cli.schemas_dir(), &endpoints).await?;
+                admin::apply(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
+                admin::register(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
                 admin::migrate(&endpoints, replication).await
             }
         }

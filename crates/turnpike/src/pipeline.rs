@@ -23,11 +23,14 @@ pub struct LlmSettings {
 #[derive(Clone, Debug)]
 pub struct Tuning {
     pub max_in_flight_per_partition: usize,
+    /// Static group membership id: a restarted instance with the same id takes its partitions back at once,
+    /// instead of waiting a session timeout for the group to notice the old one is gone.
+    pub instance_id: Option<String>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { max_in_flight_per_partition: 512 }
+        Tuning { max_in_flight_per_partition: 512, instance_id: None }
     }
 }
 
@@ -41,6 +44,9 @@ async fn run_one<S: Stage>(
 ) -> Result<(), RunnerError> {
     let mut cfg = RunnerConfig::from_topology(topology, name, endpoints)?;
     cfg.max_in_flight_per_partition = tuning.max_in_flight_per_partition;
+    if let Some(id) = &tuning.instance_id {
+        cfg.kafka_overrides.push(("group.instance.id".into(), format!("{id}-{name}")));
+    }
     check_input_schema::<S>(topology, &cfg).map_err(|message| RunnerError::Fatal {
         stage: cfg.stage,
         code: "topology",
@@ -66,6 +72,7 @@ pub async fn run_stage(
         "assemble" => run_one(assemble::Assemble { deps, policy: Default::default() }, t, name, e, u, s).await,
         "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
         "generate" => {
+            let gen_deps = deps.clone();
             let mut cfg = OpenAiConfig::new(&llm.base_url);
             if let Some(k) = llm.api_key {
                 cfg = cfg.with_api_key(turnpike_llm::ApiKey::new(k));
@@ -76,7 +83,7 @@ pub async fn run_stage(
                 code: "llm_config",
                 message: e.to_string(),
             })?;
-            run_one(generate::Generate::new(client), t, name, e, u, s).await
+            run_one(generate::Generate::new(gen_deps, client), t, name, e, u, s).await
         }
         "guard-out" => run_one(guard_out::GuardOut { check: guard_out::WordList::default() }, t, name, e, u, s).await,
         "deliver" => run_one(deliver::Deliver { deps }, t, name, e, u, s).await,
@@ -98,9 +105,22 @@ pub async fn run_all(
     tuning: Tuning,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
+    run_stages(&turnpike_topology::STAGE_NAMES, topology, endpoints, deps, llm, tuning, shutdown).await
+}
+
+/// Runs the named stages in this process; the first to fail stops the others.
+pub async fn run_stages(
+    stages: &[&'static str],
+    topology: Arc<Topology>,
+    endpoints: Endpoints,
+    deps: Deps,
+    llm: LlmSettings,
+    tuning: Tuning,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
     let mut set = tokio::task::JoinSet::new();
     let stop = shutdown.child_token();
-    for stage in turnpike_topology::STAGE_NAMES {
+    for &stage in stages {
         let (t, e, d, l, u, s) =
             (topology.clone(), endpoints.clone(), deps.clone(), llm.clone(), tuning.clone(), stop.clone());
         set.spawn(async move { run_stage(stage, t, e, d, l, u, s).await });

@@ -56,13 +56,19 @@ impl Pipeline {
     }
 
     pub async fn start_with(mock_cfg: turnpike_llm::mock::MockConfig) -> Pipeline {
+        Self::start_stages(&turnpike_topology::STAGE_NAMES, mock_cfg).await
+    }
+
+    /// Starts only `stages` in this process (tests run the others as separate processes).
+    pub async fn start_stages(stages: &'static [&'static str], mock_cfg: turnpike_llm::mock::MockConfig) -> Pipeline {
         let (topo, prefix) = isolated_topology().await;
         let endpoints = Endpoints::from_env();
         let mock = turnpike_llm::mock::spawn(mock_cfg).await.unwrap();
         let deps = turnpike_stages::Deps::connect(&endpoints).await.expect(HINT);
         let shutdown = CancellationToken::new();
         let llm = LlmSettings { base_url: mock.base_url(), api_key: None };
-        let task = tokio::spawn(pipeline::run_all(
+        let task = tokio::spawn(pipeline::run_stages(
+            stages,
             topo.clone(),
             endpoints.clone(),
             deps,
@@ -84,6 +90,22 @@ impl Pipeline {
 
     pub fn topic(&self, base: &str) -> String {
         format!("{}.{base}", self.prefix)
+    }
+
+    /// Starts `turnpike stage NAME` as a child process on this pipeline's topics and mock LLM.
+    pub fn spawn_stage(&self, name: &str, instance_id: &str) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
+            .arg("--topic-prefix")
+            .arg(&self.prefix)
+            .arg("--topology")
+            .arg(root().join("topology/turnpike.toml"))
+            .arg("--llm-base-url")
+            .arg(self.mock.base_url())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("cannot start the turnpike binary")
     }
 
     pub async fn send_turn(&self, turn: &InboundTurn) {

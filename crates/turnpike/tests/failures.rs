@@ -1,0 +1,129 @@
+//! The spine under failure: a stage process killed with SIGKILL mid-stream, and a rebalance when a second
+//! instance joins and leaves. Nothing may be lost, and no turn may get two final replies.
+
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use turnpike_llm::mock::MockConfig;
+use turnpike_schemas::{OutboundKind, OutboundReply};
+use turnpike_store::TranscriptStore;
+
+const ALL_BUT_GENERATE: &[&str] = &["ingest", "guard-in", "assemble", "route", "guard-out", "deliver", "handoff"];
+
+/// Replies slow enough to be cut: 30 tokens at 150 tokens/s after 20 ms.
+fn slow_mock() -> MockConfig {
+    MockConfig { ttft: Duration::from_millis(20), tokens_per_sec: 150, reply_tokens: 30, ..MockConfig::default() }
+}
+
+async fn send_sessions(p: &Pipeline, sessions: &[String], turns: usize) {
+    let sends = sessions.iter().map(|s| async move {
+        for t in 1..=turns {
+            p.send_turn(&turn("acme", s, &format!("m{t}"), &format!("Question {t}"))).await;
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+async fn count_finals(p: &Pipeline, at_least: usize, timeout: Duration) -> Vec<OutboundReply> {
+    read_until::<OutboundReply>(&p.endpoints, &p.codec, &p.topic("turnpike.replies.outbound"), 6, timeout, |rs| {
+        rs.iter().filter(|r| r.kind == OutboundKind::Final).count() >= at_least
+    })
+    .await
+    .into_iter()
+    .map(|(_, r)| r)
+    .collect()
+}
+
+/// Every turn has exactly one FINAL, FINALs are in turn order per session, no DELTA is published twice, and
+/// the transcript holds both sides of every turn in order.
+async fn assert_complete_and_unique(p: &Pipeline, sessions: &[String], turns: usize, replies: &[OutboundReply]) {
+    let mut finals: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut deltas = HashSet::new();
+    for r in replies {
+        match r.kind {
+            OutboundKind::Final => finals.entry(r.session_id.as_str()).or_default().push(r.seq),
+            OutboundKind::Delta => {
+                assert!(deltas.insert((r.turn_id.clone(), r.chunk_index)), "DELTA published twice: {r:?}")
+            }
+            OutboundKind::Status => {}
+        }
+    }
+    for s in sessions {
+        assert_eq!(finals.get(s.as_str()), Some(&(1..=turns as i64).collect::<Vec<_>>()), "finals of {s}");
+    }
+    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints.cql_nodes).await.unwrap());
+    let store = TranscriptStore::new(cql, &p.endpoints.keyspace).await.unwrap();
+    for s in sessions {
+        let rows = store.read("acme", s).await.unwrap();
+        let got: Vec<(i64, &str)> = rows.iter().map(|r| (r.seq, r.role.as_str())).collect();
+        let want: Vec<(i64, &str)> = (1..=turns as i64).flat_map(|t| [(t, "assistant"), (t, "user")]).collect();
+        assert_eq!(got, want, "transcript of {s}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn generate_killed_mid_stream_and_restarted_loses_and_duplicates_nothing() {
+    const SESSIONS: usize = 40;
+    const TURNS: usize = 3;
+    let p = Pipeline::start_stages(ALL_BUT_GENERATE, slow_mock()).await;
+    let instance = unique("gen");
+    let mut child = p.spawn_stage("generate", &instance);
+    let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("k{i}:{}", unique("c"))).collect();
+    send_sessions(&p, &sessions, TURNS).await;
+
+    // Kill it once a fair share of replies has gone out, so streams are cut at random points.
+    count_finals(&p, SESSIONS / 2, Duration::from_secs(90)).await;
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut restarted = p.spawn_stage("generate", &instance);
+
+    let replies = count_finals(&p, SESSIONS * TURNS, Duration::from_secs(120)).await;
+    // A little longer, to catch a late duplicate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies_after = count_finals(&p, usize::MAX, Duration::from_secs(5)).await;
+    assert!(replies_after.len() >= replies.len());
+    assert_complete_and_unique(&p, &sessions, TURNS, &replies_after).await;
+    // The kill did cut streams: those turns ended with the explicit incomplete notice, not a restart.
+    let incomplete = replies_after
+        .iter()
+        .filter(|r| r.kind == OutboundKind::Final && r.finish_reason.as_deref() == Some("incomplete"))
+        .count();
+    eprintln!("generate killed: {incomplete} of {} turns ended incomplete after the restart", SESSIONS * TURNS);
+    assert!(incomplete >= 1, "SIGKILL landed between streams; no stream was cut");
+
+    restarted.kill().ok();
+    restarted.wait().ok();
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_instance_joining_and_leaving_loses_and_duplicates_nothing() {
+    const SESSIONS: usize = 40;
+    const TURNS: usize = 4;
+    // generate runs in this process and, for a while, in a second process of the same group.
+    let p = Pipeline::start_with(slow_mock()).await;
+    let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("r{i}:{}", unique("c"))).collect();
+    let (first, second) = sessions.split_at(SESSIONS / 2);
+    send_sessions(&p, first, TURNS).await;
+    count_finals(&p, 10, Duration::from_secs(60)).await;
+
+    let mut joiner = p.spawn_stage("generate", &unique("joiner"));
+    send_sessions(&p, second, TURNS).await;
+    count_finals(&p, SESSIONS * TURNS / 2, Duration::from_secs(90)).await;
+    // Leaves cleanly: SIGTERM makes it drain and commit before the group hands its partitions back.
+    let pid = joiner.id().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = joiner.wait().unwrap();
+    assert!(status.success(), "the leaving instance did not shut down cleanly: {status}");
+
+    let replies = count_finals(&p, SESSIONS * TURNS, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies_after = count_finals(&p, usize::MAX, Duration::from_secs(5)).await;
+    assert!(replies_after.len() >= replies.len());
+    assert_complete_and_unique(&p, &sessions, TURNS, &replies_after).await;
+    p.stop().await;
+}
