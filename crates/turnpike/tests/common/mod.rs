@@ -61,6 +61,15 @@ impl Pipeline {
 
     /// Starts only `stages` in this process (tests run the others as separate processes).
     pub async fn start_stages(stages: &'static [&'static str], mock_cfg: turnpike_llm::mock::MockConfig) -> Pipeline {
+        Self::start_custom(stages, mock_cfg, Endpoints::from_env()).await
+    }
+
+    /// Starts `stages` with the pipeline talking to `endpoints` (the test's own clients use the real ones).
+    pub async fn start_custom(
+        stages: &'static [&'static str],
+        mock_cfg: turnpike_llm::mock::MockConfig,
+        pipeline_endpoints: Endpoints,
+    ) -> Pipeline {
         let (topo, prefix) = isolated_topology().await;
         let endpoints = Endpoints::from_env();
         let mock = turnpike_llm::mock::spawn(mock_cfg).await.unwrap();
@@ -70,7 +79,7 @@ impl Pipeline {
         let task = tokio::spawn(pipeline::run_stages(
             stages,
             topo.clone(),
-            endpoints.clone(),
+            pipeline_endpoints,
             deps,
             llm,
             Tuning::default(),
