@@ -1,0 +1,270 @@
+//! Load test of the whole pipeline on this machine: all eight stages in this process on fresh prefixed
+//! topics of the real stack, the project's mock LLM, an open-loop producer at a fixed rate, and a consumer
+//! of the outbound topic timing every turn.
+//!
+//! Run with (stack started and set up):
+//!   cargo run --release -p turnpike-loadtest -- --rate 58 --turns 3000            # latency at 1M conv/day
+//!   cargo run --release -p turnpike-loadtest -- --rate 0 --turns 20000           # max throughput
+//! Latency is measured from the moment the inbound record is acknowledged by Kafka to the arrival of the
+//! turn's first chunk (and FINAL) on the outbound topic; the mock's own time to first token is subtracted.
+
+use anyhow::Context;
+use clap::Parser;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use turnpike::pipeline::{self, LlmSettings, Tuning};
+use turnpike_core::Endpoints;
+use turnpike_schemas::{Codec, InboundTurn, OutboundKind, OutboundReply};
+use turnpike_topology::Topology;
+
+#[derive(Parser)]
+#[command(about = "Load-test the whole Turnpike pipeline on the local stack")]
+struct Args {
+    /// Turns per second to offer (0 = as fast as the producer goes).
+    #[arg(long, default_value_t = 58.0)]
+    rate: f64,
+    /// Turns in total.
+    #[arg(long, default_value_t = 3000)]
+    turns: usize,
+    /// Turns per session (sessions are interleaved).
+    #[arg(long, default_value_t = 5)]
+    turns_per_session: usize,
+    /// Mock LLM time to first token in ms (subtracted from the reported latency).
+    #[arg(long, default_value_t = 0)]
+    mock_ttft_ms: u64,
+    /// Mock LLM tokens per second (0 = instant).
+    #[arg(long, default_value_t = 0)]
+    mock_tokens_per_sec: u32,
+    /// Mock LLM reply length in tokens.
+    #[arg(long, default_value_t = 40)]
+    reply_tokens: usize,
+    /// Topology file.
+    #[arg(long, default_value = "topology/turnpike.toml")]
+    topology: std::path::PathBuf,
+    /// Also measure raw Kafka produce→consume of the same number of records of the same size.
+    #[arg(long)]
+    kafka_baseline: bool,
+    /// Seconds to wait for the last replies.
+    #[arg(long, default_value_t = 120)]
+    drain_secs: u64,
+}
+
+#[derive(Default)]
+struct Timing {
+    sent: HashMap<String, Instant>,
+    first: HashMap<String, Instant>,
+    last: HashMap<String, Instant>,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("warn").init();
+    let args = Args::parse();
+    let ep = Endpoints::from_env();
+    let base = Topology::load(&args.topology)?;
+    base.validate(&args.topology.parent().unwrap_or(std::path::Path::new(".")).join("../schemas"))?;
+    let prefix = format!("lt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let topo = Arc::new(base.prefixed(&prefix));
+    turnpike_topology::apply::apply(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
+    let inbound = topo.topic_named("turnpike.turns.inbound").context("inbound")?.name.clone();
+    let outbound = topo.topic_named("turnpike.replies.outbound").context("outbound")?;
+    let (outbound_name, partitions) = (outbound.name.clone(), outbound.partitions);
+
+    let mock = turnpike_llm::mock::spawn(turnpike_llm::mock::MockConfig {
+        ttft: Duration::from_millis(args.mock_ttft_ms),
+        tokens_per_sec: args.mock_tokens_per_sec,
+        reply_tokens: args.reply_tokens,
+        ..Default::default()
+    })
+    .await?;
+    let deps = turnpike_stages::Deps::connect(&ep).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shutdown = CancellationToken::new();
+    let llm = LlmSettings { base_url: mock.base_url(), api_key: None };
+    let pipe =
+        tokio::spawn(pipeline::run_all(topo.clone(), ep.clone(), deps, llm, Tuning::default(), shutdown.clone()));
+
+    let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5))?;
+    let timing = Arc::new(Mutex::new(Timing::default()));
+    let finals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
+    // Consumer first, at the end of the (new, empty) outbound topic.
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &ep.kafka_bootstrap)
+        .set("group.id", format!("{prefix}-meter"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&outbound_name, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let meter = {
+        let (timing, finals, codec) = (timing.clone(), finals.clone(), codec.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok(m) = consumer.recv().await else { continue };
+                let now = Instant::now();
+                let Some(bytes) = m.payload() else { continue };
+                let Ok(r) = codec.decode::<OutboundReply>(bytes).await else { continue };
+                let mut t = timing.lock().unwrap_or_else(|p| p.into_inner());
+                t.first.entry(r.turn_id.clone()).or_insert(now);
+                if r.kind == OutboundKind::Final {
+                    t.last.insert(r.turn_id, now);
+                    finals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    // Let the stages join their groups before the clock starts.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &ep.kafka_bootstrap)
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", if args.rate == 0.0 { "5" } else { "0" })
+        .create()?;
+    let sessions = args.turns.div_ceil(args.turns_per_session);
+    let started = Instant::now();
+    let mut sends = futures::stream::FuturesUnordered::new();
+    let mut payload_len = 0;
+    for i in 0..args.turns {
+        if args.rate > 0.0 {
+            let due = started + Duration::from_secs_f64(i as f64 / args.rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
+        let (s, t) = (i % sessions, i / sessions + 1);
+        let session_id = format!("user{s}:{prefix}");
+        let message_id = format!("m{t}");
+        let turn = InboundTurn {
+            tenant_id: "loadtest".into(),
+            session_id: session_id.clone(),
+            user_id: format!("user{s}"),
+            message_id: message_id.clone(),
+            text: format!("Hello, this is question {t}: where is my order and when will it arrive?"),
+            channel: "loadtest".into(),
+            sent_at_ms: turnpike_runner::now_ms(),
+            ..Default::default()
+        };
+        let bytes = codec.encode(&inbound, &turn).await?;
+        payload_len = bytes.len();
+        let turn_id = turnpike_stages::ingest::turn_id("loadtest", &session_id, &message_id);
+        let (producer, inbound, timing) = (producer.clone(), inbound.clone(), timing.clone());
+        sends.push(async move {
+            let r = producer
+                .send(FutureRecord::to(&inbound).key(&session_id).payload(&bytes), Duration::from_secs(30))
+                .await;
+            if r.is_ok() {
+                timing.lock().unwrap_or_else(|p| p.into_inner()).sent.insert(turn_id, Instant::now());
+            }
+        });
+        // Keep the number of outstanding sends bounded without blocking the schedule.
+        while sends.len() > 10_000 {
+            futures::StreamExt::next(&mut sends).await;
+        }
+        if args.rate > 0.0 {
+            while let Some(Some(())) = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut sends)) {}
+        }
+    }
+    while futures::StreamExt::next(&mut sends).await.is_some() {}
+    let produced_in = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
+    while finals.load(std::sync::atomic::Ordering::Relaxed) < args.turns && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let total = started.elapsed();
+    meter.abort();
+    shutdown.cancel();
+    let _ = pipe.await;
+
+    let ttft = args.mock_ttft_ms as f64;
+    let (mut first_ms, mut final_ms) = (Vec::new(), Vec::new());
+    let (done, last_final) = {
+        let t = timing.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, sent) in &t.sent {
+            if let Some(f) = t.first.get(id) {
+                first_ms.push(f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft);
+            }
+            if let Some(l) = t.last.get(id) {
+                final_ms.push(l.duration_since(*sent).as_secs_f64() * 1000.0);
+            }
+        }
+        (t.last.len(), t.last.values().max().copied().unwrap_or(started))
+    };
+    println!(
+        "turns offered: {} at {} turns/s ({} sessions x {})",
+        args.turns, args.rate, sessions, args.turns_per_session
+    );
+    println!("inbound record size: {payload_len} bytes; produced in {:.2} s", produced_in.as_secs_f64());
+    println!("replies complete: {done} of {} in {:.2} s", args.turns, total.as_secs_f64());
+    println!(
+        "sustained throughput: {:.0} turns/s (all eight stages)",
+        done as f64 / last_final.duration_since(started).as_secs_f64()
+    );
+    println!(
+        "first chunk latency minus mock TTFT ({ttft} ms): p50 {:.1} ms, p99 {:.1} ms",
+        pct(&mut first_ms, 0.50),
+        pct(&mut first_ms, 0.99)
+    );
+    println!("final reply latency: p50 {:.1} ms, p99 {:.1} ms", pct(&mut final_ms, 0.50), pct(&mut final_ms, 0.99));
+    if args.kafka_baseline {
+        let rate = kafka_baseline(&ep, &format!("{prefix}.baseline"), args.turns, payload_len).await?;
+        println!("raw Kafka produce->consume of {} records of {payload_len} bytes: {rate:.0} records/s", args.turns);
+    }
+    Ok(())
+}
+
+/// Produce `n` records of `size` bytes to a fresh topic and consume them back, timing both together.
+async fn kafka_baseline(ep: &Endpoints, topic: &str, n: usize, size: usize) -> anyhow::Result<f64> {
+    let t = Topology::parse(&format!(
+        "version = 1\nname = \"b\"\n[[topic]]\nname = \"{topic}\"\nrole = \"source\"\nschema = \"inbound_turn\"\npartitions = 6\n"
+    ))?;
+    turnpike_topology::apply::apply(&t, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &ep.kafka_bootstrap)
+        .set("group.id", format!("{topic}-g"))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &ep.kafka_bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()?;
+    let payload = vec![7u8; size];
+    let started = Instant::now();
+    let reader = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            if consumer.recv().await.is_ok() {
+                got += 1;
+            }
+        }
+    });
+    let mut sends = futures::stream::FuturesUnordered::new();
+    for i in 0..n {
+        let key = format!("k{i}");
+        let (producer, payload, topic) = (producer.clone(), payload.clone(), topic.to_string());
+        sends.push(async move {
+            let _ = producer.send(FutureRecord::to(&topic).key(&key).payload(&payload), Duration::from_secs(30)).await;
+        });
+    }
+    while futures::StreamExt::next(&mut sends).await.is_some() {}
+    tokio::time::timeout(Duration::from_secs(120), reader).await??;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
