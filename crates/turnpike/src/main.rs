@@ -88,9 +88,10 @@ struct RunArgs {
     /// project's mock LLM is started in-process.
     #[arg(long, env = "TURNPIKE_LLM_BASE_URL")]
     llm_base_url: Option<String>,
-    /// Prometheus metrics listen address.
-    #[arg(long, env = "TURNPIKE_METRICS_ADDR", default_value = "127.0.0.1:9600")]
-    metrics_addr: std::net::SocketAddr,
+    /// Prometheus metrics listen address. Default: 127.0.0.1:9600 for `run`; for `stage`, a port of its own
+    /// per stage, 9601 (ingest) to 9608 (handoff) in topology order.
+    #[arg(long, env = "TURNPIKE_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Mock LLM time to first token, when the mock is used.
     #[arg(long, default_value_t = 200)]
     mock_ttft_ms: u64,
@@ -155,7 +156,12 @@ fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
 async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
     let topology =
         std::sync::Arc::new(admin::load_valid(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref())?);
-    turnpike_runner::metrics_exporter::install(run.metrics_addr).map_err(anyhow::Error::msg)?;
+    let metrics_addr = run.metrics_addr.unwrap_or_else(|| {
+        let index =
+            stage.and_then(|s| turnpike_topology::STAGE_NAMES.iter().position(|n| *n == s)).map_or(0, |i| i + 1);
+        std::net::SocketAddr::from(([127, 0, 0, 1], 9600 + index as u16))
+    });
+    turnpike_runner::metrics_exporter::install(metrics_addr).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
     let needs_llm = stage.is_none() || stage == Some("generate");
     let mut _mock = None;

@@ -126,3 +126,65 @@ async fn poison_messages_are_dead_lettered_and_the_session_moves_on() {
     assert!(second.reason.contains("text is empty"), "{}", second.reason);
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn asking_for_a_human_opens_one_ticket_and_later_turns_go_to_it() {
+    use turnpike_schemas::{TicketEvent, TicketEventKind};
+    let p = Pipeline::start().await;
+    let session = format!("h1:{}", unique("c"));
+    p.send_turn(&turn("acme", &session, "m1", "My order never came")).await;
+    p.send_turn(&turn("acme", &session, "m2", "This is useless, I want to talk to a human")).await;
+    let events = read_until::<TicketEvent>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.handoff.events"),
+        6,
+        Duration::from_secs(60),
+        |es| !es.is_empty(),
+    )
+    .await;
+    let opened = &events.first().expect("no ticket opened").1;
+    assert_eq!(opened.kind, TicketEventKind::Opened);
+    assert!(opened.ticket_id.starts_with("T-"));
+    // The warm handoff carries the conversation so far.
+    assert!(opened.text.contains("My order never came"), "summary: {}", opened.text);
+
+    // Now the session belongs to a human: the bot stays silent and the message goes to the ticket.
+    p.send_turn(&turn("acme", &session, "m3", "Hello? Anyone there?")).await;
+    let events = read_until::<TicketEvent>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.handoff.events"),
+        6,
+        Duration::from_secs(60),
+        |es| es.len() >= 2,
+    )
+    .await;
+    assert_eq!(events.len(), 2, "exactly one ticket and one forwarded message: {events:?}");
+    assert_eq!(
+        (events[1].1.kind, events[1].1.ticket_id.as_str()),
+        (TicketEventKind::UserMessage, opened.ticket_id.as_str())
+    );
+    assert_eq!(events[1].1.text, "Hello? Anyone there?");
+
+    let replies = read_until::<OutboundReply>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.replies.outbound"),
+        6,
+        Duration::from_secs(30),
+        |rs| rs.iter().any(|r| r.seq == 3),
+    )
+    .await;
+    let by_seq = |seq: i64| replies.iter().filter(move |(_, r)| r.seq == seq).map(|(_, r)| r).collect::<Vec<_>>();
+    assert!(by_seq(1).iter().any(|r| r.kind == OutboundKind::Final && r.finish_reason.as_deref() == Some("stop")));
+    let second = by_seq(2);
+    assert_eq!(second.len(), 1, "the handoff turn is answered with one canned FINAL, no LLM text");
+    assert!(second[0].text.contains("connecting you with a member of our support team"));
+    let third = by_seq(3);
+    assert_eq!(third.len(), 1);
+    assert_eq!((third[0].kind, third[0].status.as_deref()), (OutboundKind::Status, Some("forwarded_to_agent")));
+    // One LLM call in all: only the first turn reached the model.
+    assert_eq!(p.mock.stats().requests, 1);
+    p.stop().await;
+}
