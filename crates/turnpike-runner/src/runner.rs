@@ -159,6 +159,8 @@ async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
                 consumer::set_paused(&w.consumer, &w.cfg.input_topic, partition, false);
                 a.paused = false;
             }
+            let total: usize = st.partitions.values().map(|a| a.tracker.in_flight()).sum();
+            metrics::gauge!("turnpike_stage_in_flight", "stage" => w.cfg.stage).set(total as f64);
             next
         };
         w.shared.progress.notify_all();
