@@ -191,6 +191,7 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
     let tuning = turnpike::pipeline::Tuning {
         max_in_flight_per_partition: run.max_in_flight_per_partition,
         instance_id: run.instance_id.clone(),
+        dlq_max_per_minute: None,
     };
     match stage {
         Some(name) => {

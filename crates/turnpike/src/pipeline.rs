@@ -26,11 +26,13 @@ pub struct Tuning {
     /// Static group membership id: a restarted instance with the same id takes its partitions back at once,
     /// instead of waiting a session timeout for the group to notice the old one is gone.
     pub instance_id: Option<String>,
+    /// Dead letters per minute before a stage stops (default: the runner's).
+    pub dlq_max_per_minute: Option<u32>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { max_in_flight_per_partition: 512, instance_id: None }
+        Tuning { max_in_flight_per_partition: 512, instance_id: None, dlq_max_per_minute: None }
     }
 }
 
@@ -44,6 +46,9 @@ async fn run_one<S: Stage>(
 ) -> Result<(), RunnerError> {
     let mut cfg = RunnerConfig::from_topology(topology, name, endpoints)?;
     cfg.max_in_flight_per_partition = tuning.max_in_flight_per_partition;
+    if let Some(max) = tuning.dlq_max_per_minute {
+        cfg.dlq_max_per_minute = max;
+    }
     if let Some(id) = &tuning.instance_id {
         cfg.kafka_overrides.push(("group.instance.id".into(), format!("{id}-{name}")));
     }

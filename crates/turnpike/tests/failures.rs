@@ -127,3 +127,39 @@ async fn a_second_instance_joining_and_leaving_loses_and_duplicates_nothing() {
     assert_complete_and_unique(&p, &sessions, TURNS, &replies_after).await;
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn paused_partitions_resume_and_nothing_is_lost_under_back_pressure() {
+    // Two records in flight per partition: partitions pause and resume constantly.
+    const SESSIONS: usize = 60;
+    const TURNS: usize = 3;
+    let tuning = turnpike::pipeline::Tuning { max_in_flight_per_partition: 2, ..Default::default() };
+    let p = Pipeline::start_custom(
+        &turnpike_topology::STAGE_NAMES,
+        MockConfig::instant(),
+        turnpike_core::Endpoints::from_env(),
+        tuning,
+    )
+    .await;
+    let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("b{i}:{}", unique("c"))).collect();
+    send_sessions(&p, &sessions, TURNS).await;
+    let replies = count_finals(&p, SESSIONS * TURNS, Duration::from_secs(120)).await;
+    assert_complete_and_unique(&p, &sessions, TURNS, &replies).await;
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stage_dead_lettering_beyond_its_cap_stops_with_an_error() {
+    let tuning = turnpike::pipeline::Tuning { dlq_max_per_minute: Some(3), ..Default::default() };
+    let p =
+        Pipeline::start_custom(&["ingest"], MockConfig::instant(), turnpike_core::Endpoints::from_env(), tuning).await;
+    let inbound = p.topic("turnpike.turns.inbound");
+    for i in 0..6 {
+        p.send_raw(&inbound, format!("s{i}").as_bytes(), b"not avro").await;
+    }
+    let result = p.join(Duration::from_secs(60)).await;
+    match result {
+        Err(turnpike_runner::RunnerError::Fatal { code, .. }) => assert_eq!(code, "dlq_rate_exceeded"),
+        other => panic!("expected the stage to stop on the dead-letter cap, got {other:?}"),
+    }
+}

@@ -49,7 +49,13 @@ async fn registry_outage_delays_turns_but_never_dead_letters_them() {
     down_endpoints.schema_registry_url = format!("http://{proxy_addr}{}", url.path);
 
     // The pipeline starts with the registry unreachable: nothing is cached, nothing can be decoded.
-    let p = Pipeline::start_custom(&turnpike_topology::STAGE_NAMES, MockConfig::instant(), down_endpoints).await;
+    let p = Pipeline::start_custom(
+        &turnpike_topology::STAGE_NAMES,
+        MockConfig::instant(),
+        down_endpoints,
+        Default::default(),
+    )
+    .await;
     let session = format!("o1:{}", unique("c"));
     p.send_turn(&turn("acme", &session, "m1", "Hello during an outage")).await;
     p.send_turn(&turn("acme", &session, "m2", "And again")).await;

@@ -61,7 +61,7 @@ impl Pipeline {
 
     /// Starts only `stages` in this process (tests run the others as separate processes).
     pub async fn start_stages(stages: &'static [&'static str], mock_cfg: turnpike_llm::mock::MockConfig) -> Pipeline {
-        Self::start_custom(stages, mock_cfg, Endpoints::from_env()).await
+        Self::start_custom(stages, mock_cfg, Endpoints::from_env(), Tuning::default()).await
     }
 
     /// Starts `stages` with the pipeline talking to `endpoints` (the test's own clients use the real ones).
@@ -69,6 +69,7 @@ impl Pipeline {
         stages: &'static [&'static str],
         mock_cfg: turnpike_llm::mock::MockConfig,
         pipeline_endpoints: Endpoints,
+        tuning: Tuning,
     ) -> Pipeline {
         let (topo, prefix) = isolated_topology().await;
         let endpoints = Endpoints::from_env();
@@ -82,7 +83,7 @@ impl Pipeline {
             pipeline_endpoints,
             deps,
             llm,
-            Tuning::default(),
+            tuning,
             shutdown.clone(),
         ));
         Pipeline {
@@ -129,6 +130,12 @@ impl Pipeline {
             .await
             .map_err(|(e, _)| e)
             .expect(HINT);
+    }
+
+    /// Waits for the pipeline to stop by itself and returns its result.
+    pub async fn join(mut self, timeout: Duration) -> Result<(), turnpike_runner::RunnerError> {
+        let task = self.task.take().expect("pipeline already joined");
+        tokio::time::timeout(timeout, task).await.expect("pipeline did not stop").unwrap()
     }
 
     /// Stops the pipeline and checks it stopped cleanly.
