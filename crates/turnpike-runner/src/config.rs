@@ -145,7 +145,7 @@ impl RunnerConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "2")
+            .set("linger.ms", "1")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "30000");
         for (k, v) in &self.kafka_overrides {

@@ -57,7 +57,7 @@ impl Stage for Deliver {
     type In = CheckedReplyChunk;
 
     async fn process(&self, c: CheckedReplyChunk, out: &mut Emitter) -> Result<(), StageError> {
-        let mut redis = self.deps.redis.clone();
+        let mut redis = self.deps.pool.clone();
         if c.kind == ChunkKind::Delta {
             let key = chunks_key(&c);
             let src = out.source();
@@ -78,7 +78,13 @@ impl Stage for Deliver {
             }
             return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
         }
-        let done: bool = redis.exists(final_key(&c)).await.map_err(redis_err)?;
+        // One round trip for both: the done marker and the turn's buffered chunks.
+        let (done, parts): (bool, BTreeMap<i32, String>) = redis::pipe()
+            .exists(final_key(&c))
+            .hgetall(chunks_key(&c))
+            .query_async(&mut redis)
+            .await
+            .map_err(redis_err)?;
         if done {
             metrics::counter!("turnpike_deliver_duplicate_finals_total").increment(1);
             return Ok(());
@@ -88,7 +94,6 @@ impl Stage for Deliver {
             status.status = Some("forwarded_to_agent".into());
             return out.emit(&status).await;
         }
-        let parts: BTreeMap<i32, String> = redis.hgetall(chunks_key(&c)).await.map_err(redis_err)?;
         let mut text: String =
             parts.into_values().map(|v| v.split_once(SEP).map(|(_, t)| t.to_string()).unwrap_or(v)).collect();
         text.push_str(&c.text);
@@ -139,7 +144,7 @@ impl Stage for Deliver {
         if c.kind != ChunkKind::Final {
             return Ok(());
         }
-        let mut redis = self.deps.redis.clone();
+        let mut redis = self.deps.pool.clone();
         let _: () = redis::pipe()
             .set_ex(final_key(c), 1, FINAL_TTL_SECS)
             .del(chunks_key(c))

@@ -75,22 +75,31 @@ impl Stage for Ingest {
         validate(&turn, &self.limits)?;
         let received_at_ms = now_ms();
         let (tenant, sid) = (turn.tenant_id.as_str(), turn.session_id.as_str());
-        // Redis lost the counter (eviction, expiry, failover): continue from the long-term record.
-        let floor = if session::has_seq(&self.deps, tenant, sid).await? {
-            0
-        } else {
-            self.deps.sessions.last_seq(tenant, sid).await.map_err(store_err)?
-        };
         let src = out.source();
         let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
-        let (seq, claimed_by) = session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, floor).await?;
+        let claim = match session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, -1).await? {
+            Some(c) => c,
+            None => {
+                // Redis lost the counter (new session, eviction, expiry, failover): continue from the
+                // long-term record so sequences never restart.
+                let floor = self.deps.sessions.last_seq(tenant, sid).await.map_err(store_err)?;
+                session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, floor)
+                    .await?
+                    .ok_or_else(|| StageError::retryable("redis", "sequence counter vanished while claiming"))?
+            }
+        };
+        let (seq, claimed_by) = (claim.seq, claim.claimed_by);
         if claimed_by != position {
             metrics::counter!("turnpike_ingest_duplicates_total").increment(1);
             tracing::info!(tenant, seq, "Duplicate message id dropped.");
             return Ok(());
         }
         self.deps.sessions.touch(tenant, sid, &turn.user_id, seq, received_at_ms).await.map_err(store_err)?;
-        let owner = match session::owner(&self.deps, tenant, sid).await?.as_str() {
+        let owner = match claim.owner {
+            Some(o) => o,
+            None => session::owner(&self.deps, tenant, sid).await?,
+        };
+        let owner = match owner.as_str() {
             "human" => SessionOwner::Human,
             _ => SessionOwner::Bot,
         };

@@ -22,7 +22,10 @@ use turnpike_store::{SessionStore, TranscriptStore};
 /// Connections shared by the stages of one process: built once, cloned into each stage.
 #[derive(Clone)]
 pub struct Deps {
+    /// One multiplexed connection (kept for code that needs a `ConnectionManager`).
     pub redis: redis::aio::ConnectionManager,
+    /// Several connections used round-robin: the hot paths use this.
+    pub pool: turnpike_store::RedisPool,
     pub transcript: TranscriptStore,
     pub sessions: SessionStore,
 }
@@ -31,12 +34,14 @@ impl Deps {
     /// Connects to Redis and CQL and prepares the statements (the keyspace must be migrated).
     pub async fn connect(endpoints: &Endpoints) -> Result<Deps, StageError> {
         let redis = turnpike_store::connect_redis(&endpoints.redis_url).await.map_err(StageError::from_classified)?;
+        let pool =
+            turnpike_store::RedisPool::connect(&endpoints.redis_url, 4).await.map_err(StageError::from_classified)?;
         let cql =
             Arc::new(turnpike_store::connect_cql(&endpoints.cql_nodes).await.map_err(StageError::from_classified)?);
         let transcript =
             TranscriptStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
         let sessions = SessionStore::new(cql, &endpoints.keyspace).await.map_err(StageError::from_classified)?;
-        Ok(Deps { redis, transcript, sessions })
+        Ok(Deps { redis, pool, transcript, sessions })
     }
 }
 

@@ -13,23 +13,37 @@ pub fn key(tenant: &str, session: &str, what: &str) -> String {
     format!("tp:{{{tenant}:{session}}}:{what}")
 }
 
-/// Claims a turn sequence for `message_id`, idempotently.
+/// Claims a turn sequence for `message_id`, idempotently, in one round trip.
 ///
-/// Returns `(seq, claimed_by)`: `claimed_by` is the source position that first claimed the message id. If
+/// Returns `seq|claimed_by|owner`: `claimed_by` is the source position that first claimed the message id. If
 /// it equals the caller's position, this is the same record again (a redelivery after a crash) and the turn
-/// must be re-emitted; otherwise the client sent the message twice and it is dropped.
+/// must be re-emitted; otherwise the client sent the message twice and it is dropped. `owner` is the cached
+/// session owner, empty when Redis does not know it. When Redis lost the sequence counter and `ARGV[3]` is
+/// `-1`, the script answers `floor?` and the caller retries with the last sequence from Cassandra.
 const CLAIM: &str = r#"
 local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[3]) end
+local owner = redis.call('GET', KEYS[3]) or ''
+if existing then return existing .. '|' .. owner end
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[3] == '-1' then return 'floor?' end
+  redis.call('SET', KEYS[2], ARGV[3])
+end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 local v = seq .. '|' .. ARGV[1]
 redis.call('SET', KEYS[1], v, 'EX', ARGV[2])
-return v
+return v .. '|' .. owner
 "#;
 
-/// See [`CLAIM`]. `floor` is the last sequence known from Cassandra, used when Redis lost the counter.
+/// The outcome of [`claim_seq`].
+pub struct Claim {
+    pub seq: i64,
+    pub claimed_by: String,
+    /// `Some("bot" | "human")` when Redis knows the owner.
+    pub owner: Option<String>,
+}
+
+/// See [`CLAIM`]. `floor` is the last sequence known from Cassandra, or -1 when not yet read.
 pub async fn claim_seq(
     deps: &Deps,
     tenant: &str,
@@ -37,31 +51,32 @@ pub async fn claim_seq(
     message_id: &str,
     position: &str,
     floor: i64,
-) -> Result<(i64, String), StageError> {
-    let mut redis = deps.redis.clone();
+) -> Result<Option<Claim>, StageError> {
+    let mut redis = deps.pool.clone();
     let v: String = redis::Script::new(CLAIM)
         .key(key(tenant, session, &format!("msg:{message_id}")))
         .key(key(tenant, session, "seq"))
+        .key(key(tenant, session, "owner"))
         .arg(position)
         .arg(SESSION_TTL_SECS)
         .arg(floor)
         .invoke_async(&mut redis)
         .await
         .map_err(redis_err)?;
-    let (seq, by) = v.split_once('|').ok_or_else(|| StageError::retryable("redis", format!("bad claim value {v}")))?;
-    let seq = seq.parse().map_err(|_| StageError::retryable("redis", format!("bad claim value {v}")))?;
-    Ok((seq, by.to_string()))
-}
-
-/// Whether Redis still has the session's sequence counter (if not, ingest rebuilds it from Cassandra).
-pub async fn has_seq(deps: &Deps, tenant: &str, session: &str) -> Result<bool, StageError> {
-    let mut redis = deps.redis.clone();
-    redis.exists(key(tenant, session, "seq")).await.map_err(redis_err)
+    if v == "floor?" {
+        return Ok(None);
+    }
+    let bad = || StageError::retryable("redis", format!("bad claim value {v}"));
+    let mut parts = v.splitn(3, '|');
+    let seq = parts.next().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+    let claimed_by = parts.next().ok_or_else(bad)?.to_string();
+    let owner = parts.next().filter(|o| !o.is_empty()).map(str::to_string);
+    Ok(Some(Claim { seq, claimed_by, owner }))
 }
 
 /// `human` when the session was handed off, else `bot`. Redis first, Cassandra when Redis lost it.
 pub async fn owner(deps: &Deps, tenant: &str, session: &str) -> Result<String, StageError> {
-    let mut redis = deps.redis.clone();
+    let mut redis = deps.pool.clone();
     let cached: Option<String> = redis.get(key(tenant, session, "owner")).await.map_err(redis_err)?;
     if let Some(o) = cached {
         return Ok(o);
@@ -75,6 +90,6 @@ pub async fn owner(deps: &Deps, tenant: &str, session: &str) -> Result<String, S
 /// Records the owner in Redis (Cassandra is written by the caller first, so a crash in between is healed by
 /// the read path above).
 pub async fn set_owner(deps: &Deps, tenant: &str, session: &str, owner: &str) -> Result<(), StageError> {
-    let mut redis = deps.redis.clone();
+    let mut redis = deps.pool.clone();
     redis.set_ex(key(tenant, session, "owner"), owner, SESSION_TTL_SECS).await.map_err(redis_err)
 }
