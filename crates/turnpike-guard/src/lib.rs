@@ -1,0 +1,70 @@
+//! Turnpike guardrails: the checks guard-in and guard-out call.
+//!
+//! Guarantee: every check is synchronous, in-process and allocation-light (no model download, no network),
+//! so it can run on every turn and on every streamed sentence; nothing returned by a check (verdicts,
+//! triggers) carries a raw PII value: raw values live only in [`SessionPii`] and the [`vault`].
+//!
+//! Use: compile a [`TenantPolicy`] once into a [`CompiledPolicy`], keep one [`Guard`] per process, then
+//! - input: [`Guard::check_input`] → [`InputVerdict`] (masked text, triggers, action);
+//! - output: [`Guard::output_checker`] → [`OutputChecker`], `push` deltas, `finish` at the end of the turn.
+
+pub mod injection;
+pub mod input;
+pub mod normalize;
+pub mod output;
+pub mod pii;
+pub mod policy;
+pub mod text;
+pub mod topic;
+pub mod vault;
+mod words;
+
+pub use input::{InputAction, InputVerdict};
+pub use output::{OutputChecker, OutputVerdict, Release};
+pub use pii::{PiiKind, SessionPii};
+pub use policy::{CompiledPolicy, PolicyError, TenantPolicy};
+pub use vault::{InMemoryVault, PiiVault, VaultError};
+
+use injection::InjectionDetector;
+use pii::PiiDetector;
+
+/// One trigger: which check fired and what it decided. `detail` never holds a raw PII value (PII triggers
+/// carry the kind and the token only), so triggers can go to metrics, logs and audit records as they are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trigger {
+    /// Stable check name, also the metric label: `injection`, `pii`, `topic`, `length`, `tokens`,
+    /// `language`, `garbage`, `handoff_request`, `content_safety`, `brand`, `commitment`, `canary`,
+    /// `grounding`.
+    pub check: &'static str,
+    /// What the check decided: `refuse`, `handoff`, `mask`, `flag`, `redact`, `replace`, `block`.
+    pub verdict: &'static str,
+    /// Short, PII-free explanation (matched pattern family, token, word).
+    pub detail: String,
+    /// A score where the check has one (injection), else `None`.
+    pub score: Option<f32>,
+}
+
+impl Trigger {
+    pub(crate) fn new(check: &'static str, verdict: &'static str, detail: impl Into<String>) -> Self {
+        Trigger { check, verdict, detail: detail.into(), score: None }
+    }
+}
+
+/// The process-wide detectors (compiled patterns shared by all tenants). Cheap to share behind an `Arc`.
+pub struct Guard {
+    pub(crate) injection: InjectionDetector,
+    pub(crate) pii: PiiDetector,
+    pub(crate) output: output::OutputPatterns,
+}
+
+impl Guard {
+    /// Builds every shared pattern. The patterns are constants, so an error here is a bug in this crate,
+    /// reported rather than panicked on.
+    pub fn new() -> Result<Self, PolicyError> {
+        Ok(Guard {
+            injection: InjectionDetector::new()?,
+            pii: PiiDetector::new()?,
+            output: output::OutputPatterns::new()?,
+        })
+    }
+}
