@@ -20,7 +20,7 @@ pub mod vault;
 mod words;
 
 pub use input::{InputAction, InputVerdict};
-pub use output::{OutputChecker, OutputVerdict, Release};
+pub use output::{CheckerState, OutputChecker, OutputVerdict, Release};
 pub use pii::{PiiKind, SessionPii};
 pub use policy::{CompiledPolicy, PolicyError, TenantPolicy};
 pub use vault::{InMemoryVault, PiiVault, VaultError};

@@ -9,6 +9,9 @@
 //!   name, parameters, key), not from the user's text, so a rejection would repeat for every message:
 //!   dead-lettering would silently drain the whole input into the dead-letter topic, while exiting makes
 //!   the misconfiguration visible at once.
+//! - **Unavailable** (every deployment's breaker open) is retryable: the outage is the provider's.
+//! - **Interrupted** (a failure after the commit point) is poison for the runner: retrying it would
+//!   restart or duplicate visible text, so the caller must end the reply itself (see the variant).
 //! - **Poison**: the single exception to the above, a 400 whose provider code is
 //!   `context_length_exceeded`: that one *is* caused by this input (a conversation too long) and would
 //!   otherwise crash-loop the stage on one message.
@@ -57,9 +60,21 @@ pub enum LlmError {
     #[error("malformed LLM stream chunk: {0}")]
     MalformedChunk(String),
 
-    /// An `{"error": {...}}` object sent inside an otherwise successful (200) stream.
+    /// An error object/event sent inside an otherwise successful (200) stream (OpenAI `{"error":...}`,
+    /// Anthropic `event: error` such as `overloaded_error`, Gemini `{"error":...}`).
     #[error("LLM provider reported an error mid-stream ({kind}): {message}")]
     Provider { kind: String, message: String },
+
+    /// No deployment of the chain could be tried within the turn's retry and time budget (every breaker
+    /// open or cooling down after a `Retry-After`, or the budget spent before an attempt).
+    #[error("no LLM deployment available: {0}")]
+    Unavailable(String),
+
+    /// The stream failed *after* reply text was handed to the caller (the commit point). Never retried,
+    /// here or by the runner: a new generation would differ from, or duplicate, what the user already saw.
+    /// The caller ends the visible reply explicitly as incomplete (generate: `incomplete` FINAL + handoff).
+    #[error("LLM reply from {deployment} interrupted after text was sent: {cause}")]
+    Interrupted { deployment: String, cause: Box<LlmError> },
 }
 
 impl LlmError {
@@ -112,7 +127,9 @@ impl Classify for LlmError {
             | LlmError::IdleTimeout(_)
             | LlmError::StreamCut(_)
             | LlmError::MalformedChunk(_)
-            | LlmError::Provider { .. } => ErrorClass::Retryable,
+            | LlmError::Provider { .. }
+            | LlmError::Unavailable(_) => ErrorClass::Retryable,
+            LlmError::Interrupted { .. } => ErrorClass::Poison,
         }
     }
 
@@ -130,6 +147,8 @@ impl Classify for LlmError {
                 404 => "not_found",
                 408 => "request_timeout",
                 409 => "conflict",
+                // Anthropic's "overloaded": distinct from a 500 on dashboards, retried the same way.
+                529 => "overloaded",
                 500..=599 => "server_error",
                 400..=499 => "client_error",
                 _ => "unexpected_status",
@@ -139,6 +158,8 @@ impl Classify for LlmError {
             LlmError::StreamCut(_) => "stream_cut",
             LlmError::MalformedChunk(_) => "malformed_chunk",
             LlmError::Provider { .. } => "provider_error",
+            LlmError::Unavailable(_) => "unavailable",
+            LlmError::Interrupted { .. } => "interrupted",
         }
     }
 }
@@ -163,6 +184,7 @@ mod tests {
             (422, None, ErrorClass::Fatal, "client_error"),
             (500, None, ErrorClass::Retryable, "server_error"),
             (503, None, ErrorClass::Retryable, "server_error"),
+            (529, Some("overloaded_error"), ErrorClass::Retryable, "overloaded"),
             (302, None, ErrorClass::Fatal, "unexpected_status"),
         ];
         for (status, code, class, label) in cases {

@@ -1,24 +1,44 @@
 //! Turnpike's LLM layer: one request type, one normalised stream of [`LlmEvent`]s, whatever the provider.
 //!
 //! Guarantees callers can rely on:
-//! - every provider yields the same [`LlmEvent`] sequence shape: zero or more `TextDelta`, then `Finish`
-//!   and `Usage` (in either order, `Usage` only when the provider reports it), then the stream ends;
+//! - every provider (OpenAI-compatible, Anthropic, Gemini) yields the same [`LlmEvent`] sequence shape:
+//!   zero or more `TextDelta`, then `Finish` and `Usage` (in either order, `Usage` only when the provider
+//!   reports it), then the stream ends; finish reasons use one vocabulary (`stop`, `length`, ...);
 //! - every failure is an [`LlmError`] that implements [`turnpike_core::Classify`], so the stage runner
 //!   decides retry / dead-letter / exit without knowing which provider failed;
 //! - API keys live in [`ApiKey`], which never prints its value.
 //!
-//! [`mock`] is a scriptable OpenAI-compatible server for tests and local runs (binary `turnpike-mock-llm`).
+//! [`mock`] is a scriptable server speaking all three wire formats, for tests and local runs (binary
+//! `turnpike-mock-llm`).
 
+pub mod anthropic;
+pub mod breaker;
+pub mod budget;
+pub mod config;
+pub mod cost;
 pub mod error;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod provider;
+pub mod router;
 pub mod secret;
 pub mod sse;
+pub mod stream;
+pub mod tools;
 pub mod types;
 
+pub use anthropic::AnthropicClient;
+pub use budget::{BudgetError, Budgets, Reservation};
+pub use config::{LlmConfig, LlmRouter};
+pub use cost::{Price, Pricing};
 pub use error::LlmError;
+pub use gemini::GeminiClient;
 pub use openai::{OpenAiClient, OpenAiConfig};
 pub use provider::{EventStream, LlmProvider};
+pub use router::{Answer, Chain, Deployment, RetryPolicy};
 pub use secret::ApiKey;
-pub use types::{collect, ChatMessage, ChatRequest, Completion, LlmEvent, Role, Usage};
+pub use stream::ClientConfig;
+pub use types::{
+    collect, ChatMessage, ChatRequest, Completion, LlmEvent, Role, ToolCall, ToolCallAssembler, ToolSpec, Usage,
+};

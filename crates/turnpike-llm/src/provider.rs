@@ -1,14 +1,14 @@
 //! [`LlmProvider`]: the one type the pipeline holds, whichever provider is configured.
 //!
 //! An enum rather than a trait object: the set of providers is closed and known at compile time, calls
-//! stay statically dispatched, and adding Anthropic or Gemini is one variant plus one match arm. The
+//! stay statically dispatched, and adding a provider is one variant plus one match arm. The
 //! stream is boxed here (and only here) so every variant returns the same type.
 
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
 
-use crate::{ChatRequest, LlmError, LlmEvent, OpenAiClient};
+use crate::{AnthropicClient, ChatRequest, GeminiClient, LlmError, LlmEvent, OpenAiClient};
 
 /// A provider-neutral event stream.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + Send + 'static>>;
@@ -17,6 +17,10 @@ pub type EventStream = Pin<Box<dyn Stream<Item = Result<LlmEvent, LlmError>> + S
 pub enum LlmProvider {
     /// OpenAI or any OpenAI-compatible server.
     OpenAi(OpenAiClient),
+    /// Anthropic Messages API.
+    Anthropic(AnthropicClient),
+    /// Google Gemini `streamGenerateContent`.
+    Gemini(GeminiClient),
 }
 
 impl LlmProvider {
@@ -24,13 +28,17 @@ impl LlmProvider {
     pub fn name(&self) -> &'static str {
         match self {
             LlmProvider::OpenAi(_) => "openai",
+            LlmProvider::Anthropic(_) => "anthropic",
+            LlmProvider::Gemini(_) => "gemini",
         }
     }
 
-    /// Starts a streamed completion; see [`OpenAiClient::stream`] for what `Err` before the stream means.
+    /// Starts a streamed completion; see [`crate::stream`] for what `Err` before the stream means.
     pub async fn stream(&self, req: &ChatRequest) -> Result<EventStream, LlmError> {
         match self {
             LlmProvider::OpenAi(client) => Ok(client.stream(req).await?.boxed()),
+            LlmProvider::Anthropic(client) => Ok(client.stream(req).await?.boxed()),
+            LlmProvider::Gemini(client) => Ok(client.stream(req).await?.boxed()),
         }
     }
 }

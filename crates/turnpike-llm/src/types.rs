@@ -23,11 +23,27 @@ pub enum Role {
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// Assistant turns only: the tools the model called (in order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Tool turns only: which call this is the result of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        ChatMessage { role, content: content.into() }
+        ChatMessage { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None }
+    }
+
+    /// The assistant turn that asked for `calls` (with any text it said first).
+    pub fn assistant_tool_calls(content: impl Into<String>, calls: Vec<ToolCall>) -> Self {
+        ChatMessage { tool_calls: calls, ..Self::new(Role::Assistant, content) }
+    }
+
+    /// The result of the tool call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        ChatMessage { tool_call_id: Some(call_id.into()), ..Self::new(Role::Tool, content) }
     }
 
     pub fn system(content: impl Into<String>) -> Self {
@@ -43,6 +59,22 @@ impl ChatMessage {
     }
 }
 
+/// A tool the model may call: its name, what it does, and a JSON schema of its arguments.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// A complete tool call: `arguments` is the JSON text the model produced (parsed by the tool runner).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    pub arguments: String,
+}
+
 /// A chat completion request, before any provider-specific translation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChatRequest {
@@ -50,11 +82,14 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f32>,
+    /// Tools offered to the model; empty: none.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
 }
 
 impl ChatRequest {
     pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
-        ChatRequest { model: model.into(), messages, max_tokens: None, temperature: None }
+        ChatRequest { model: model.into(), messages, max_tokens: None, temperature: None, tools: Vec::new() }
     }
 }
 
@@ -67,8 +102,12 @@ pub enum LlmEvent {
     TextDelta(String),
     /// Token accounting as reported by the provider (not estimated).
     Usage { input_tokens: u32, output_tokens: u32, cached_input_tokens: u32 },
-    /// Why generation stopped, in the provider's words (`stop`, `length`, `content_filter`, ...).
+    /// Why generation stopped, in OpenAI's vocabulary whatever the provider (`stop`, `length`,
+    /// `content_filter`, `tool_calls`, ...).
     Finish { reason: String },
+    /// A piece of tool call `index` (0, 1, ... within this reply): `id` and `name` arrive with its first
+    /// piece, `arguments` is the next fragment of its JSON text (concatenate them in order).
+    ToolCallDelta { index: u32, id: Option<String>, name: Option<String>, arguments: String },
 }
 
 /// Token accounting of a whole completion.
@@ -85,6 +124,46 @@ pub struct Completion {
     pub text: String,
     pub finish_reason: Option<String>,
     pub usage: Option<Usage>,
+    /// Assembled from the tool-call deltas, by index.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// Assembles [`LlmEvent::ToolCallDelta`]s into [`ToolCall`]s.
+#[derive(Clone, Debug, Default)]
+pub struct ToolCallAssembler {
+    calls: Vec<ToolCall>,
+}
+
+impl ToolCallAssembler {
+    pub fn push(&mut self, index: u32, id: Option<String>, name: Option<String>, arguments: &str) {
+        let index = index as usize;
+        while self.calls.len() <= index {
+            // Providers without call ids (Gemini) get stable ones from the position.
+            let id = format!("call_{}", self.calls.len());
+            self.calls.push(ToolCall { id, name: String::new(), arguments: String::new() });
+        }
+        let call = &mut self.calls[index];
+        if let Some(id) = id {
+            call.id = id;
+        }
+        if let Some(name) = name {
+            call.name = name;
+        }
+        call.arguments.push_str(arguments);
+    }
+
+    /// The calls, in index order; arguments left empty by the model become `{}`.
+    pub fn finish(self) -> Vec<ToolCall> {
+        self.calls
+            .into_iter()
+            .map(|mut c| {
+                if c.arguments.trim().is_empty() {
+                    c.arguments = "{}".into();
+                }
+                c
+            })
+            .collect()
+    }
 }
 
 /// Drains an event stream, stopping at the first error (a partial reply is not a reply).
@@ -94,6 +173,7 @@ where
 {
     let mut stream = std::pin::pin!(stream);
     let mut out = Completion::default();
+    let mut tools = ToolCallAssembler::default();
     while let Some(event) = stream.next().await {
         match event? {
             LlmEvent::TextDelta(text) => out.text.push_str(&text),
@@ -101,7 +181,9 @@ where
             LlmEvent::Usage { input_tokens, output_tokens, cached_input_tokens } => {
                 out.usage = Some(Usage { input_tokens, output_tokens, cached_input_tokens })
             }
+            LlmEvent::ToolCallDelta { index, id, name, arguments } => tools.push(index, id, name, &arguments),
         }
     }
+    out.tool_calls = tools.finish();
     Ok(out)
 }

@@ -37,6 +37,9 @@ pub struct RunnerConfig {
     pub retry_max: Duration,
     /// Dead letters allowed per minute before the stage stops: a bad deploy must not dead-letter everything.
     pub dlq_max_per_minute: u32,
+    /// Static group membership (`group.instance.id`): a restarted instance with the same id gets its
+    /// partitions back at once instead of after a session timeout.
+    pub instance_id: Option<String>,
     /// librdkafka settings applied last, for both clients (tuning only; guarantees are not overridable).
     pub kafka_overrides: Vec<(String, String)>,
 }
@@ -98,6 +101,7 @@ impl RunnerConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
             dlq_max_per_minute: 600,
+            instance_id: None,
             kafka_overrides: Vec::new(),
         })
     }
@@ -131,6 +135,9 @@ impl RunnerConfig {
             .set("fetch.wait.max.ms", "50")
             .set("queued.max.messages.kbytes", "16384")
             .set("statistics.interval.ms", "5000");
+        if let Some(id) = &self.instance_id {
+            c.set("group.instance.id", id);
+        }
         for (k, v) in &self.kafka_overrides {
             c.set(k, v);
         }

@@ -11,66 +11,60 @@
 //! redelivered prompt whose counter is non-zero is *not* regenerated (a new generation would differ from
 //! what the user already saw) but ended with the incomplete notice, numbered after the last chunk.
 //! Refused, handed-off and human-owned turns are answered without calling the LLM.
+//!
+//! The LLM call goes through the tier's failover chain ([`turnpike_llm::Chain`], configured by
+//! `TURNPIKE_LLM_CONFIG`, see [`turnpike_llm::config`]): retries and failover happen inside it, before the
+//! first text, and are invisible; a failure after the first text arrives as `LlmError::Interrupted` and
+//! ends the reply as above. Cost is computed from the provider's streamed usage with the configured prices.
+//! With a `[budget]`, the tenant's and/or user's daily budget is reserved (an upper bound of the call's cost) before the
+//! call and settled from the usage after it (summed over the model calls of a tool loop), keyed by turn id; a turn over budget is answered with
+//! `budget_message` and `finish_reason = "budget_exceeded"`, without calling the LLM. With `[[tools]]`,
+//! the model's tool calls run between rounds (idempotent per turn, see [`turnpike_llm::tools`]); a model
+//! still calling tools after `max_tool_rounds` ends like a failed answer (apology, incomplete, handoff).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::{session, Deps};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use turnpike_core::{Classify, ErrorClass};
-use turnpike_llm::{ChatMessage as LlmMessage, ChatRequest, LlmEvent, OpenAiClient};
+use turnpike_llm::tools::stream_with_tools;
+use turnpike_llm::{BudgetError, Budgets, ChatMessage as LlmMessage, ChatRequest, LlmEvent, LlmRouter, Reservation};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{ChunkKind, HandoffKind, HandoffRequest, ReplyChunk, Role, RoutedPrompt, TurnAction, Usage};
 
-/// Price of a model in micro-dollars per token (= dollars per million tokens).
-#[derive(Clone, Debug)]
-pub struct Price {
-    pub model: String,
-    pub input: f64,
-    pub output: f64,
-    pub cached_input: f64,
-}
-
-/// The seed's February 2026 prices.
-pub fn default_prices() -> Vec<Price> {
-    let p = |m: &str, i: f64, o: f64| Price { model: m.into(), input: i, output: o, cached_input: i / 2.0 };
-    vec![
-        p("gpt-4o-mini", 0.15, 0.60),
-        p("gemini-2.0-flash", 0.10, 0.40),
-        p("gpt-4o", 2.50, 10.0),
-        p("claude-sonnet-4", 3.0, 15.0),
-    ]
-}
-
-/// Cost of a call in micro-dollars, from the provider's own usage figures.
-pub fn cost_micros(prices: &[Price], model: &str, input: u32, output: u32, cached: u32) -> i64 {
-    let Some(p) = prices.iter().find(|p| p.model == model) else { return 0 };
-    let uncached = input.saturating_sub(cached) as f64;
-    (uncached * p.input + cached as f64 * p.cached_input + output as f64 * p.output).round() as i64
-}
+// Prices moved to turnpike-llm (configurable there); re-exported for existing callers.
+pub use turnpike_llm::cost::{cost_micros, default_prices, Price};
 
 pub struct Generate {
     pub deps: Deps,
-    pub llm: OpenAiClient,
-    pub prices: Vec<Price>,
+    /// Chains per tier, prices, budget and output cap.
+    pub llm: LlmRouter,
     pub min_chunk_chars: usize,
     pub max_chunk_delay: Duration,
     /// After this long since the turn was received, retrying an LLM failure stops and the user gets an
     /// apology instead of an ever-longer wait.
     pub turn_deadline: Duration,
     pub apology: String,
+    pub budget_message: String,
 }
 
 impl Generate {
-    pub fn new(deps: Deps, llm: OpenAiClient) -> Self {
+    pub fn new(deps: Deps, llm: LlmRouter) -> Self {
+        if let Some(tools) = &llm.tools {
+            // Tool results are recorded per turn, so a redelivered turn does not repeat a side effect.
+            tools.attach_ledger(deps.redis.clone());
+        }
         Generate {
             deps,
             llm,
-            prices: default_prices(),
             min_chunk_chars: 24,
             max_chunk_delay: Duration::from_millis(50),
             turn_deadline: Duration::from_secs(60),
             apology: "I'm sorry, I couldn't finish my answer. I'm passing your question to a member of our team."
+                .into(),
+            budget_message: "I'm sorry, this service has reached its usage limit for today. Please try again later."
                 .into(),
         }
     }
@@ -158,22 +152,35 @@ impl Stage for Generate {
             messages: p
                 .messages
                 .iter()
-                .map(|m| LlmMessage {
-                    role: match m.role {
+                .map(|m| {
+                    let role = match m.role {
                         Role::System => turnpike_llm::Role::System,
                         Role::User => turnpike_llm::Role::User,
                         Role::Assistant => turnpike_llm::Role::Assistant,
                         Role::Tool => turnpike_llm::Role::Tool,
-                    },
-                    content: m.content.clone(),
+                    };
+                    LlmMessage::new(role, m.content.clone())
                 })
                 .collect(),
-            max_tokens: None,
+            // The cap is what makes a budget reservation an upper bound of the call's cost.
+            max_tokens: Some(self.llm.max_output_tokens),
             temperature: None,
+            // Set by the tool loop, when tools are configured.
+            tools: Vec::new(),
+        };
+        let chain = self.llm.chain(&p.tier);
+        let reservation = match self.reserve(chain, &req, &p).await? {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                tracing::info!(tenant = %p.tenant_id, %refusal, "Turn refused by its budget.");
+                metrics::counter!("turnpike_budget_refusals_total", "tier" => p.tier.clone()).increment(1);
+                let mut fin = chunks.make(ChunkKind::Final, self.budget_message.clone());
+                fin.finish_reason = Some("budget_exceeded".into());
+                return out.emit(&fin).await;
+            }
         };
         let started = Instant::now();
-        let labels = [("tier", p.tier.clone())];
-        let failure = |e: turnpike_llm::LlmError, emitted: bool| -> Result<(), StageError> {
+        let failure = |e: &turnpike_llm::LlmError, emitted: bool| -> Result<(), StageError> {
             metrics::counter!("turnpike_llm_errors_total", "code" => e.code()).increment(1);
             let overdue = now_ms() - p.received_at_ms > self.turn_deadline.as_millis() as i64;
             if !emitted && e.class() == ErrorClass::Retryable && !overdue {
@@ -181,10 +188,27 @@ impl Stage for Generate {
             }
             Ok(())
         };
-        let mut stream = match self.llm.stream(&req).await {
-            Ok(s) => Box::pin(s),
-            Err(e) => return self.give_up(failure(e, false), &mut chunks, out, &p).await,
+        let streamed = match &self.llm.tools {
+            Some(tools) => {
+                stream_with_tools(Arc::clone(chain), Arc::clone(tools), req.clone(), p.turn_id.clone()).await
+            }
+            None => chain.stream(&req).await,
         };
+        let answer = match streamed {
+            Ok(answer) => answer,
+            Err(e) => {
+                let retry = failure(&e, false);
+                if retry.is_ok() {
+                    // Giving up for good with nothing generated: nothing to pay for. (A runner retry keeps
+                    // the reservation; the same turn id finds it again.)
+                    self.settle(reservation.as_ref(), 0).await?;
+                }
+                return self.give_up(retry, &mut chunks, out, &p).await;
+            }
+        };
+        let labels =
+            [("tier", p.tier.clone()), ("provider", answer.provider.to_owned()), ("model", answer.model.clone())];
+        let mut stream = answer.events;
         let (mut buf, mut last_flush, mut ttft_ms) = (String::new(), Instant::now(), None::<i32>);
         let (mut usage, mut finish) = (None, None);
         while let Some(ev) = stream.next().await {
@@ -203,7 +227,23 @@ impl Stage for Generate {
                     }
                 }
                 Ok(LlmEvent::Usage { input_tokens, output_tokens, cached_input_tokens }) => {
-                    usage = Some((input_tokens, output_tokens, cached_input_tokens))
+                    // One per model call: a tool loop makes several, all paid for.
+                    let u = usage.get_or_insert(turnpike_llm::Usage::default());
+                    u.input_tokens += input_tokens;
+                    u.output_tokens += output_tokens;
+                    u.cached_input_tokens += cached_input_tokens;
+                }
+                // The tool loop consumes tool calls; any left over are not reply text.
+                Ok(LlmEvent::ToolCallDelta { .. }) => {}
+                Ok(LlmEvent::Finish { reason }) if reason == "tool_limit" => {
+                    // The model kept calling tools: end like any other unfinished answer.
+                    let charged = reservation.as_ref().map_or(0, |r| r.estimate);
+                    if !buf.is_empty() {
+                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
+                    }
+                    self.settle(reservation.as_ref(), charged).await?;
+                    metrics::counter!("turnpike_llm_tool_limit_total", &labels).increment(1);
+                    return self.give_up(Ok(()), &mut chunks, out, &p).await;
                 }
                 Ok(LlmEvent::Finish { reason }) => finish = Some(reason),
                 Err(e) => {
@@ -211,7 +251,10 @@ impl Stage for Generate {
                     if !buf.is_empty() {
                         chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
                     }
-                    return self.give_up(failure(e, emitted), &mut chunks, out, &p).await;
+                    // The provider's final usage never came: charge the reservation, the bound of what it bills.
+                    let charged = reservation.as_ref().map_or(0, |r| r.estimate);
+                    self.settle(reservation.as_ref(), charged).await?;
+                    return self.give_up(failure(&e, emitted), &mut chunks, out, &p).await;
                 }
             }
         }
@@ -220,25 +263,93 @@ impl Stage for Generate {
         }
         let mut fin = chunks.make(ChunkKind::Final, String::new());
         fin.finish_reason = Some(finish.unwrap_or_else(|| "stop".into()));
-        fin.model = Some(p.model.clone());
-        fin.provider = Some("openai".into());
+        fin.model = Some(answer.model.clone());
+        fin.provider = Some(answer.provider.into());
         fin.ttft_ms = ttft_ms;
-        if let Some((i, o, c)) = usage {
-            let cost = cost_micros(&self.prices, &p.model, i, o, c);
-            metrics::counter!("turnpike_llm_tokens_total", "direction" => "input", "tier" => p.tier.clone())
-                .increment(i as u64);
-            metrics::counter!("turnpike_llm_tokens_total", "direction" => "output", "tier" => p.tier.clone())
-                .increment(o as u64);
-            metrics::counter!("turnpike_llm_cost_usd_micros_total", "tier" => p.tier.clone())
-                .increment(cost.max(0) as u64);
+        let mut cost = 0;
+        if let Some(u) = usage {
+            cost = match self.llm.pricing.cost_micros(&answer.model, &u) {
+                Some(cost) => cost,
+                None => {
+                    metrics::counter!("turnpike_llm_unpriced_calls_total", &labels).increment(1);
+                    0
+                }
+            };
+            metrics::counter!("turnpike_llm_input_tokens_total", &labels).increment(u64::from(u.input_tokens));
+            metrics::counter!("turnpike_llm_output_tokens_total", &labels).increment(u64::from(u.output_tokens));
+            metrics::counter!("turnpike_llm_cost_usd_micros_total", &labels).increment(cost.max(0) as u64);
             fin.usage = Some(Usage {
-                input_tokens: i as i32,
-                output_tokens: o as i32,
-                cached_input_tokens: c as i32,
+                input_tokens: u.input_tokens as i32,
+                output_tokens: u.output_tokens as i32,
+                cached_input_tokens: u.cached_input_tokens as i32,
                 cost_usd_micros: cost,
             });
         }
+        self.settle(reservation.as_ref(), cost).await?;
         out.emit(&fin).await
+    }
+}
+
+/// Days since the Unix epoch (UTC): the budget period. A number, not a date string: no calendar code
+/// is needed to roll over at midnight UTC.
+fn budget_day(ms: i64) -> String {
+    format!("d{}", ms.div_euclid(86_400_000))
+}
+
+impl Generate {
+    fn budgets(&self) -> Budgets {
+        Budgets::new(self.deps.redis.clone(), "turnpike:budget")
+    }
+
+    /// Reserves the most this turn can cost on any deployment of its chain (failover may land on the
+    /// priciest). `Ok(Ok(None))`: no budget configured. `Ok(Err(_))`: over budget.
+    async fn reserve(
+        &self,
+        chain: &turnpike_llm::Chain,
+        req: &ChatRequest,
+        p: &RoutedPrompt,
+    ) -> Result<Result<Option<Reservation>, BudgetError>, StageError> {
+        let Some(budget) = &self.llm.budget else { return Ok(Ok(None)) };
+        let max_out = self.llm.max_output_tokens;
+        // With tools, up to `max_rounds` model calls, each reading the previous rounds' replies and results.
+        let (rounds, growth) = match &self.llm.tools {
+            Some(tools) => (tools.max_rounds, tools.round_growth_tokens(max_out)),
+            None => (1, 0),
+        };
+        let mut with_tools = req.clone();
+        with_tools.tools = self.llm.tools.as_ref().map(|t| t.specs()).unwrap_or_default();
+        let estimate = chain
+            .deployments
+            .iter()
+            .filter_map(|d| {
+                let model = d.model_for(&req.model);
+                self.llm.pricing.upper_bound_rounds_micros(model, &with_tools, max_out, rounds, growth)
+            })
+            .max()
+            .unwrap_or(0);
+        let budgets = self.budgets();
+        let day = budget_day(now_ms());
+        let mut scopes = Vec::new();
+        if let Some(limit) = budget.tenant_daily_limit_micros {
+            scopes.push((budgets.key(&format!("tenant:{}", p.tenant_id), &day), limit));
+        }
+        if let Some(limit) = budget.user_daily_limit_micros {
+            scopes.push((budgets.key(&format!("user:{}:{}", p.tenant_id, p.user_id), &day), limit));
+        }
+        if scopes.is_empty() {
+            return Ok(Ok(None));
+        }
+        match budgets.reserve(&scopes, estimate, &p.turn_id).await {
+            Ok(reservation) => Ok(Ok(Some(reservation))),
+            Err(e @ BudgetError::Exceeded { .. }) => Ok(Err(e)),
+            Err(e) => Err(StageError::retryable(e.code(), e.to_string())),
+        }
+    }
+
+    async fn settle(&self, reservation: Option<&Reservation>, cost: i64) -> Result<(), StageError> {
+        let Some(reservation) = reservation else { return Ok(()) };
+        self.budgets().settle(reservation, cost).await.map_err(|e| StageError::retryable(e.code(), e.to_string()))?;
+        Ok(())
     }
 }
 
@@ -272,5 +383,12 @@ mod tests {
         assert_eq!(cost_micros(&prices, "gpt-4o-mini", 1000, 500, 0), 450);
         assert_eq!(cost_micros(&prices, "gpt-4o", 1000, 100, 0), 3500);
         assert_eq!(cost_micros(&prices, "unknown", 1000, 100, 0), 0);
+    }
+
+    #[test]
+    fn budget_days_roll_over_at_utc_midnight() {
+        assert_eq!(budget_day(0), "d0");
+        assert_eq!(budget_day(86_399_999), "d0");
+        assert_eq!(budget_day(86_400_000), "d1");
     }
 }

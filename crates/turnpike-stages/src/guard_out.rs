@@ -1,83 +1,196 @@
-//! guard-out: reply chunk → checked reply chunk.
+//! guard-out: reply chunk → checked reply chunks (+ handoff request).
 //!
-//! Guarantee: every chunk passes through the output check before it can reach a user: one checked chunk per
-//! reply chunk, same index, same kind. The check here is a hook with a placeholder policy (a few banned
-//! words replaced); the guardrails issue replaces it with sentence-window checks.
+//! Guarantee: generated text reaches deliver only as whole sentences that passed the output checks of
+//! `turnpike-guard` (content safety, brand, commitments, canary leaks, grounding flags), so an unsafe sentence
+//! never reaches a user, not even partly; each release carries an explicit verdict; after a block nothing more
+//! of the turn is released and a handoff is requested. Chunks are re-cut on sentence boundaries and numbered
+//! afresh from 0; the FINAL comes last. Canned text (refusals, apologies) in a FINAL is the pipeline's own and
+//! passes unchecked.
+//!
+//! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
+//! between chunks, with the state from *before* the last processed record kept too: a record redelivered
+//! after a crash is checked again from the state it first saw, so text is neither lost nor released twice
+//! (deliver drops a re-released chunk index it has already published).
 
-use turnpike_runner::{Emitter, Stage, StageError};
-use turnpike_schemas::{CheckedReplyChunk, GuardTrigger, ReplyChunk, Verdict};
+use crate::{redis_err, session, Deps};
+use redis::AsyncCommands;
+use std::sync::Arc;
+use turnpike_guard::{CheckerState, CompiledPolicy, Guard, OutputVerdict, Release};
+use turnpike_runner::{now_ms, Emitter, Stage, StageError};
+use turnpike_schemas::{CheckedReplyChunk, ChunkKind, GuardTrigger, HandoffKind, HandoffRequest, ReplyChunk, Verdict};
 
-/// What an output check decides for one piece of text.
-pub trait OutputCheck: Send + Sync + 'static {
-    /// Returns the verdict, the text to release, and the triggers.
-    fn check(&self, tenant: &str, text: &str) -> (Verdict, String, Vec<GuardTrigger>);
+pub struct GuardOut {
+    pub deps: Deps,
+    pub guard: Arc<Guard>,
+    pub policy: Arc<CompiledPolicy>,
 }
 
-/// Replaces listed words with asterisks.
-pub struct WordList(pub Vec<String>);
-
-impl Default for WordList {
-    fn default() -> Self {
-        WordList(vec!["damn".into(), "crap".into()])
+impl GuardOut {
+    pub fn new(deps: Deps) -> Result<Self, StageError> {
+        let guard = Guard::new().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
+        let policy = CompiledPolicy::compile(Default::default())
+            .map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
+        Ok(GuardOut { deps, guard: Arc::new(guard), policy: Arc::new(policy) })
     }
 }
 
-impl OutputCheck for WordList {
-    fn check(&self, _tenant: &str, text: &str) -> (Verdict, String, Vec<GuardTrigger>) {
-        let lower = text.to_lowercase();
-        let hits: Vec<&String> = self.0.iter().filter(|w| lower.contains(w.as_str())).collect();
-        if hits.is_empty() {
-            return (Verdict::Pass, text.to_string(), vec![]);
-        }
-        let mut out = text.to_string();
-        for w in &hits {
-            while let Some(i) = out.to_lowercase().find(w.as_str()) {
-                out.replace_range(i..i + w.len(), &"*".repeat(w.len()));
-            }
-        }
-        let triggers = hits
-            .iter()
-            .map(|w| GuardTrigger { check: "profanity".into(), verdict: "redact".into(), detail: w.to_string() })
-            .collect();
-        (Verdict::Redact, out, triggers)
+/// Persisted between chunks of one turn.
+#[derive(Default)]
+struct TurnState {
+    checker: CheckerState,
+    next_index: i32,
+}
+
+const SEP: char = '\u{1f}';
+
+fn encode(s: &TurnState) -> String {
+    format!("{}{SEP}{}{SEP}{}{SEP}{}", s.next_index, u8::from(s.checker.blocked), s.checker.prev_folded, s.checker.held)
+}
+
+fn decode(v: &str) -> Option<TurnState> {
+    let mut p = v.splitn(4, SEP);
+    let next_index = p.next()?.parse().ok()?;
+    let blocked = p.next()? == "1";
+    let prev_folded = p.next()?.to_string();
+    let held = p.next()?.to_string();
+    Some(TurnState { checker: CheckerState { held, prev_folded, blocked }, next_index })
+}
+
+fn verdict(v: OutputVerdict) -> Verdict {
+    match v {
+        OutputVerdict::Pass => Verdict::Pass,
+        OutputVerdict::Redact => Verdict::Redact,
+        OutputVerdict::Replace => Verdict::Replace,
+        OutputVerdict::BlockAndHandoff => Verdict::Block,
     }
 }
 
-pub struct GuardOut<C: OutputCheck> {
-    pub check: C,
+fn checked(
+    c: &ReplyChunk,
+    index: i32,
+    kind: ChunkKind,
+    text: String,
+    v: Verdict,
+    triggers: Vec<GuardTrigger>,
+) -> CheckedReplyChunk {
+    CheckedReplyChunk {
+        tenant_id: c.tenant_id.clone(),
+        session_id: c.session_id.clone(),
+        turn_id: c.turn_id.clone(),
+        seq: c.seq,
+        chunk_index: index,
+        kind,
+        text,
+        action: c.action,
+        verdict: v,
+        triggers,
+        finish_reason: None,
+        usage: None,
+        provider: None,
+        model: None,
+        tier: c.tier.clone(),
+        ttft_ms: None,
+        citations: vec![],
+        channel: c.channel.clone(),
+        received_at_ms: c.received_at_ms,
+    }
 }
 
-impl<C: OutputCheck> Stage for GuardOut<C> {
+impl Stage for GuardOut {
     type In = ReplyChunk;
 
     async fn process(&self, c: ReplyChunk, out: &mut Emitter) -> Result<(), StageError> {
-        let (verdict, text, triggers) = self.check.check(&c.tenant_id, &c.text);
-        for t in &triggers {
-            metrics::counter!("turnpike_guardrail_triggers_total", "stage" => "guard-out", "check" => t.check.clone(), "verdict" => t.verdict.clone())
-                .increment(1);
+        let key = session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:guard", c.turn_id));
+        let src = out.source();
+        let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
+        let mut redis = self.deps.pool.clone();
+        // [position of the last record processed, state before it, state after it]
+        let stored: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&key)
+            .arg("pos")
+            .arg("before")
+            .arg("after")
+            .query_async(&mut redis)
+            .await
+            .map_err(redis_err)?;
+        let field = |i: usize| stored.get(i).cloned().flatten();
+        let start = if field(0).as_deref() == Some(position.as_str()) { field(1) } else { field(2) };
+        let before = start.clone().unwrap_or_else(|| encode(&TurnState::default()));
+        let mut state = start.as_deref().and_then(decode).unwrap_or_default();
+
+        let sources: Vec<&str> = c.citations.iter().map(|x| x.snippet.as_str()).collect();
+        let mut checker =
+            self.guard.output_checker(&self.policy, &sources).with_state(std::mem::take(&mut state.checker));
+        let was_blocked = checker.is_blocked();
+        let mut releases: Vec<Release> = Vec::new();
+        if c.kind == ChunkKind::Delta {
+            releases.extend(checker.push(&c.text));
+        } else {
+            releases.extend(checker.finish());
         }
-        out.emit(&CheckedReplyChunk {
-            tenant_id: c.tenant_id,
-            session_id: c.session_id,
-            turn_id: c.turn_id,
-            seq: c.seq,
-            chunk_index: c.chunk_index,
-            kind: c.kind,
-            text,
-            action: c.action,
-            verdict,
-            triggers,
-            finish_reason: c.finish_reason,
-            usage: c.usage,
-            provider: c.provider,
-            model: c.model,
-            tier: c.tier,
-            ttft_ms: c.ttft_ms,
-            citations: c.citations,
-            channel: c.channel,
-            received_at_ms: c.received_at_ms,
-        })
-        .await
+        let newly_blocked = checker.is_blocked() && !was_blocked;
+        state.checker = checker.state();
+
+        let mut outputs = Vec::with_capacity(releases.len() + 1);
+        for r in releases.into_iter().filter(|r| !r.text.is_empty()) {
+            let triggers: Vec<GuardTrigger> = r
+                .triggers
+                .iter()
+                .map(|t| GuardTrigger { check: t.check.into(), verdict: t.verdict.into(), detail: t.detail.clone() })
+                .collect();
+            for t in &triggers {
+                metrics::counter!("turnpike_guardrail_triggers_total", "stage" => "guard-out", "check" => t.check.clone(), "verdict" => t.verdict.clone())
+                    .increment(1);
+            }
+            outputs.push(checked(&c, state.next_index, ChunkKind::Delta, r.text, verdict(r.verdict), triggers));
+            state.next_index += 1;
+        }
+        if c.kind == ChunkKind::Final {
+            let mut fin = checked(&c, state.next_index, ChunkKind::Final, c.text.clone(), Verdict::Pass, vec![]);
+            if state.checker.blocked {
+                fin.verdict = Verdict::Block;
+                fin.text.clear();
+            }
+            fin.finish_reason = if state.checker.blocked { Some("guardrail".into()) } else { c.finish_reason.clone() };
+            fin.usage = c.usage.clone();
+            fin.provider = c.provider.clone();
+            fin.model = c.model.clone();
+            fin.ttft_ms = c.ttft_ms;
+            fin.citations = c.citations.clone();
+            outputs.push(fin);
+        }
+        // Persist before emitting: a crash after this point replays from `before` (same position).
+        let _: () = redis::pipe()
+            .hset(&key, "pos", &position)
+            .hset(&key, "before", &before)
+            .hset(&key, "after", encode(&state))
+            .expire(&key, 3600)
+            .query_async(&mut redis)
+            .await
+            .map_err(redis_err)?;
+        for o in &outputs {
+            out.emit(o).await?;
+        }
+        if newly_blocked {
+            out.emit(&HandoffRequest {
+                tenant_id: c.tenant_id.clone(),
+                session_id: c.session_id.clone(),
+                turn_id: c.turn_id.clone(),
+                seq: c.seq,
+                user_id: String::new(),
+                kind: HandoffKind::Request,
+                reason: "output_guardrail".into(),
+                source_stage: "guard-out".into(),
+                text: String::new(),
+                summary: None,
+                requested_at_ms: now_ms(),
+            })
+            .await?;
+        }
+        if c.kind == ChunkKind::Final {
+            let _: () = redis.expire(&key, 60).await.map_err(redis_err)?;
+        }
+        Ok(())
     }
 }
 
@@ -86,11 +199,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_listed_words_case_insensitively() {
-        let (v, text, t) = WordList::default().check("t", "Well, DAMN that is crap.");
-        assert_eq!(v, Verdict::Redact);
-        assert_eq!(text, "Well, **** that is ****.");
-        assert_eq!(t.len(), 2);
-        assert_eq!(WordList::default().check("t", "All good").0, Verdict::Pass);
+    fn state_round_trips_through_its_encoding() {
+        let s = TurnState {
+            checker: CheckerState { held: "It will arr".into(), prev_folded: "your parcel left".into(), blocked: true },
+            next_index: 7,
+        };
+        let back = decode(&encode(&s)).unwrap();
+        assert_eq!((back.next_index, back.checker), (7, s.checker));
+        assert!(decode("garbage").is_none());
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use turnpike_core::Endpoints;
-use turnpike_llm::{OpenAiClient, OpenAiConfig};
+use turnpike_llm::{LlmConfig, LlmError, LlmRouter, OpenAiClient, OpenAiConfig};
 use turnpike_runner::{check_input_schema, run, RunnerConfig, RunnerError, Stage};
 use turnpike_stages::{assemble, deliver, generate, guard_in, guard_out, handoff, ingest, route, Deps};
 use turnpike_topology::Topology;
@@ -17,6 +17,23 @@ pub struct LlmSettings {
     pub base_url: String,
     /// API key; `None` for servers that need none (the mock, local vLLM or Ollama).
     pub api_key: Option<String>,
+}
+
+/// The generate stage's LLM router: the tiers and failover chains of the TOML file named by
+/// `TURNPIKE_LLM_CONFIG` (format in `turnpike_llm::config`), else one OpenAI-compatible server at
+/// `settings.base_url` (the in-process mock when nothing is configured) for every tier.
+fn llm_router(settings: &LlmSettings) -> Result<LlmRouter, LlmError> {
+    if let Some(path) = std::env::var_os("TURNPIKE_LLM_CONFIG").filter(|p| !p.is_empty()) {
+        let router = LlmConfig::load(std::path::Path::new(&path))?.build()?;
+        tracing::info!(config = %std::path::Path::new(&path).display(), "LLM tiers loaded.");
+        return Ok(router);
+    }
+    let mut cfg = OpenAiConfig::new(&settings.base_url);
+    if let Some(k) = &settings.api_key {
+        cfg = cfg.with_api_key(turnpike_llm::ApiKey::new(k.clone()));
+    }
+    cfg.ttft_timeout = Duration::from_secs(20);
+    Ok(LlmRouter::single("openai-compatible", OpenAiClient::new(cfg)?.into()))
 }
 
 /// Runtime knobs that are not topology.
@@ -50,7 +67,7 @@ async fn run_one<S: Stage>(
         cfg.dlq_max_per_minute = max;
     }
     if let Some(id) = &tuning.instance_id {
-        cfg.kafka_overrides.push(("group.instance.id".into(), format!("{id}-{name}")));
+        cfg.instance_id = Some(format!("{id}-{name}"));
     }
     check_input_schema::<S>(topology, &cfg).map_err(|message| RunnerError::Fatal {
         stage: cfg.stage,
@@ -73,24 +90,27 @@ pub async fn run_stage(
     let (t, e, u, s) = (&*topology, &endpoints, &tuning, shutdown);
     match name {
         "ingest" => run_one(ingest::Ingest { deps, limits: Default::default() }, t, name, e, u, s).await,
-        "guard-in" => run_one(guard_in::GuardIn { deps, policy: Default::default() }, t, name, e, u, s).await,
+        "guard-in" => {
+            let stage = guard_in::GuardIn::new(deps, &e.redis_url)
+                .await
+                .map_err(|error| RunnerError::Start { stage: "guard-in", error })?;
+            run_one(stage, t, name, e, u, s).await
+        }
         "assemble" => run_one(assemble::Assemble { deps, policy: Default::default() }, t, name, e, u, s).await,
         "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
         "generate" => {
-            let gen_deps = deps.clone();
-            let mut cfg = OpenAiConfig::new(&llm.base_url);
-            if let Some(k) = llm.api_key {
-                cfg = cfg.with_api_key(turnpike_llm::ApiKey::new(k));
-            }
-            cfg.ttft_timeout = Duration::from_secs(20);
-            let client = OpenAiClient::new(cfg).map_err(|e| RunnerError::Fatal {
+            let router = llm_router(&llm).map_err(|e| RunnerError::Fatal {
                 stage: "generate",
                 code: "llm_config",
                 message: e.to_string(),
             })?;
-            run_one(generate::Generate::new(gen_deps, client), t, name, e, u, s).await
+            run_one(generate::Generate::new(deps, router), t, name, e, u, s).await
         }
-        "guard-out" => run_one(guard_out::GuardOut { check: guard_out::WordList::default() }, t, name, e, u, s).await,
+        "guard-out" => {
+            let stage =
+                guard_out::GuardOut::new(deps).map_err(|error| RunnerError::Start { stage: "guard-out", error })?;
+            run_one(stage, t, name, e, u, s).await
+        }
         "deliver" => run_one(deliver::Deliver { deps }, t, name, e, u, s).await,
         "handoff" => run_one(handoff::Handoff { deps, helpdesk: "local".into() }, t, name, e, u, s).await,
         other => Err(RunnerError::Fatal {

@@ -33,6 +33,18 @@ pub struct Release {
     pub triggers: Vec<Trigger>,
 }
 
+/// What a checker carries from one delta to the next, so a stage can persist it between records (a crash
+/// must neither lose held-back text nor check it twice).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckerState {
+    /// Text received but not yet released (an unfinished sentence).
+    pub held: String,
+    /// The previous sentence, folded: the window's first half.
+    pub prev_folded: String,
+    /// A sentence was blocked; nothing more is released for the turn.
+    pub blocked: bool,
+}
+
 pub struct OutputChecker<'a> {
     guard: &'a Guard,
     policy: &'a CompiledPolicy,
@@ -77,6 +89,19 @@ impl OutputChecker<'_> {
         }
         let rest = std::mem::take(&mut self.buf);
         vec![self.check(&rest)]
+    }
+
+    /// The state to persist after a push.
+    pub fn state(&self) -> CheckerState {
+        CheckerState { held: self.buf.clone(), prev_folded: self.prev_folded.clone(), blocked: self.blocked }
+    }
+
+    /// Continues from a persisted state.
+    pub fn with_state(mut self, state: CheckerState) -> Self {
+        self.buf = state.held;
+        self.prev_folded = state.prev_folded;
+        self.blocked = state.blocked;
+        self
     }
 
     /// True once a sentence was blocked: the stage should end the turn and hand off.
@@ -133,3 +158,20 @@ pub(crate) use checks::OutputPatterns;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_checker_continues_where_the_first_stopped() {
+        let guard = Guard::new().unwrap();
+        let policy = CompiledPolicy::compile(Default::default()).unwrap();
+        let mut a = guard.output_checker(&policy, &[]);
+        let first = a.push("Your parcel left our depot. It should arr");
+        assert_eq!(first.len(), 1);
+        let mut b = guard.output_checker(&policy, &[]).with_state(a.state());
+        let second = b.push("ive tomorrow. ");
+        assert_eq!(second.iter().map(|r| r.text.as_str()).collect::<String>(), "It should arrive tomorrow. ");
+    }
+}

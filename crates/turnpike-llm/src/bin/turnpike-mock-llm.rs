@@ -1,4 +1,4 @@
-//! `turnpike-mock-llm`: the scriptable OpenAI-compatible mock as a standalone server, for local runs and
+//! `turnpike-mock-llm`: the scriptable mock LLM (OpenAI, Anthropic and Gemini wire formats) as a standalone server, for local runs and
 //! load tests. Runs until Ctrl-C / SIGTERM.
 
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 use turnpike_llm::mock::{self, MockConfig};
 
-/// Scriptable OpenAI-compatible mock LLM (see `[[mock:...]]` directives in the crate docs).
+/// Scriptable mock LLM speaking OpenAI, Anthropic and Gemini (see `[[mock:...]]` directives in the crate docs).
 #[derive(Debug, Parser)]
 #[command(name = "turnpike-mock-llm", version)]
 struct Args {

@@ -1,35 +1,46 @@
-//! A scriptable OpenAI-compatible server for tests and local runs.
+//! A scriptable mock LLM server for tests and local runs, speaking three wire formats.
 //!
-//! Guarantees: speaks the Chat Completions wire format (streaming and not) closely enough for real OpenAI
-//! clients; replies are deterministic (seed + last user message); behaviour is scriptable per request
+//! Guarantees: speaks OpenAI Chat Completions (streaming and not), Anthropic Messages and Gemini
+//! `streamGenerateContent?alt=sse` (streaming) closely enough for real clients; the same request gets
+//! the same text in every format; replies are deterministic (seed + last user message); behaviour is scriptable per request
 //! ([`script`]); every chat request is counted, so a test can assert that no LLM call was made
 //! (`GET /mock/stats` or [`MockServer::stats`]); streams are tokio tasks, not threads, so thousands can
 //! be open at once.
 //!
-//! Routes: `POST /v1/chat/completions` (and `/chat/completions`), `GET /healthz`, `GET /mock/stats`.
+//! Routes: `POST /v1/chat/completions` (and `/chat/completions`), `POST /v1/messages` (Anthropic),
+//! `POST /v1beta/models/{model}:streamGenerateContent?alt=sse` (Gemini), `GET /healthz`, `GET /mock/stats`,
+//! and a mock HTTP tool `POST /mock/tool/{name}` (answers `{name}: {arguments}`).
 //!
 //! Scripting, in the last user message (or as the header in brackets):
 //! - `[[mock:reply=some text]]` (`x-mock-reply`): reply exactly this, streamed word by word;
-//! - `[[mock:fault=500]]` (`x-mock-fault`): any 4xx/5xx status with an OpenAI error body (429 adds
-//!   `Retry-After: 1`); `fault=cut` (3 chunks, then the connection drops), `fault=stall` (2 chunks, then
-//!   silence), `fault=error_event` (an `{"error":...}` event in the 200 stream), `fault=malformed`;
+//! - `[[mock:fault=500]]` (`x-mock-fault`): any 4xx/5xx status with an error body in the request's
+//!   format (429 adds `Retry-After: 1`, for Gemini `RetryInfo.retryDelay: "1s"`; `fault=529` is
+//!   Anthropic's `overloaded_error`); `fault=cut` (3 chunks, then the connection drops), `fault=stall` (2 chunks, then
+//!   silence), `fault=error_event` (the format's error event in the 200 stream), `fault=malformed`;
+//! - `[[mock:tool=lookup_order {"order":"42"}]]` (`x-mock-tool`): stream a call of that tool (in the
+//!   request's format) instead of answering; once the request carries a tool result, answer
+//!   `Tool result: <the result>` (with `reply=...` too, that text is streamed before the call; scripted
+//!   faults do not apply to the tool-call reply itself);
 //! - `[[mock:ttft=500]]` (`x-mock-ttft-ms`), `[[mock:tps=20]]` (`x-mock-tokens-per-sec`),
-//!   `[[mock:tokens=100]]` (`x-mock-tokens`).
+//!   `[[mock:tokens=100]]` (`x-mock-tokens`);
+//! - server-wide, [`MockServer::set_fault`] makes every request fail until cleared (a provider outage),
+//!   whatever the messages say: the way failover tests take one deployment down and bring it back.
 
 pub mod script;
 pub mod text;
 
+mod formats;
 mod respond;
 mod wire;
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -38,6 +49,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use self::formats::Format;
 use self::respond::{OpenStream, Reply};
 use self::script::{Fault, Script};
 
@@ -75,12 +87,25 @@ pub struct MockStats {
     pub requests: u64,
     /// Streaming responses whose body is still being sent.
     pub streams_open: u64,
+    /// Calls of the mock HTTP tool (`POST /mock/tool/{name}`).
+    #[serde(default)]
+    pub tool_calls: u64,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
     requests: AtomicU64,
     streams_open: AtomicU64,
+    tool_calls: AtomicU64,
+    /// A server-wide fault that overrides every request's script (see [`MockServer::set_fault`]).
+    outage: Mutex<Option<Fault>>,
+}
+
+impl Counters {
+    fn outage(&self) -> Option<Fault> {
+        // A poisoned lock only means a panicking test thread; the value is still a plain Option.
+        *self.outage.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Counters {
@@ -88,6 +113,7 @@ impl Counters {
         MockStats {
             requests: self.requests.load(Ordering::Relaxed),
             streams_open: self.streams_open.load(Ordering::Relaxed),
+            tool_calls: self.tool_calls.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,8 +133,11 @@ async fn serve_with(listener: TcpListener, cfg: MockConfig, counters: Arc<Counte
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/messages", post(anthropic))
+        .route("/v1beta/models/{target}", post(gemini))
         .route("/healthz", get(|| async { "ok" }))
         .route("/mock/stats", get(stats))
+        .route("/mock/tool/{name}", post(tool))
         .fallback(|| async { respond::error(StatusCode::NOT_FOUND, "mock: no such route") })
         .with_state(state);
     // Tokens are tiny writes: without TCP_NODELAY, Nagle + delayed ACK would add ~40 ms gaps.
@@ -136,8 +165,18 @@ impl MockServer {
         format!("http://{}/v1", self.addr)
     }
 
+    /// The base URL for Anthropic and Gemini clients (they add `/v1/...` and `/v1beta/...` themselves).
+    pub fn root_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     pub fn stats(&self) -> MockStats {
         self.counters.snapshot()
+    }
+
+    /// Makes every request act out `fault` (e.g. `Fault::Status(503)`) until called with `None`.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *self.counters.outage.lock().unwrap_or_else(|e| e.into_inner()) = fault;
     }
 }
 
@@ -158,6 +197,14 @@ pub async fn spawn(cfg: MockConfig) -> io::Result<MockServer> {
 
 async fn stats(State(state): State<Arc<AppState>>) -> Json<MockStats> {
     Json(state.counters.snapshot())
+}
+
+/// A mock HTTP tool for tool-loop tests and demos: answers `{name}: {arguments}` and counts the call.
+async fn tool(State(state): State<Arc<AppState>>, Path(name): Path<String>, body: Bytes) -> String {
+    state.counters.tool_calls.fetch_add(1, Ordering::Relaxed);
+    let args =
+        serde_json::from_slice::<serde_json::Value>(&body).map_or_else(|_| "invalid JSON".into(), |v| v.to_string());
+    format!("{name}: {args}")
 }
 
 #[derive(Deserialize)]
@@ -190,42 +237,217 @@ struct Message {
     content: serde_json::Value,
 }
 
-impl Message {
-    /// Plain string content, or the `text` parts of OpenAI's array-of-parts form.
-    fn text(&self) -> String {
-        match &self.content {
-            serde_json::Value::String(text) => text.clone(),
-            serde_json::Value::Array(parts) => {
-                parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect::<Vec<_>>().join(" ")
-            }
-            _ => String::new(),
+/// Plain string content, or the `text` parts of the array-of-blocks form (OpenAI and Anthropic).
+fn content_text(content: &serde_json::Value) -> String {
+    match content {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Array(parts) => {
+            parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).collect::<Vec<_>>().join(" ")
         }
+        _ => String::new(),
     }
 }
 
+/// Anthropic `POST /v1/messages`.
+#[derive(Deserialize)]
+struct AnthropicBody {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    system: serde_json::Value,
+    #[serde(default)]
+    messages: Vec<Message>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    max_tokens: Option<usize>,
+}
+
+/// Gemini `streamGenerateContent`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiBody {
+    #[serde(default)]
+    contents: Vec<GeminiContent>,
+    #[serde(default)]
+    system_instruction: Option<GeminiContent>,
+    #[serde(default)]
+    generation_config: Option<GeminiGeneration>,
+}
+
+#[derive(Deserialize)]
+struct GeminiContent {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    parts: Vec<serde_json::Value>,
+}
+
+impl GeminiContent {
+    fn text(&self) -> String {
+        content_text(&serde_json::Value::Array(self.parts.clone()))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GeminiGeneration {
+    #[serde(default)]
+    max_output_tokens: Option<usize>,
+}
+
+/// A request in any format, reduced to what the mock's behaviour depends on.
+struct Request {
+    format: Format,
+    /// The latest tool result in the conversation, if any.
+    tool_result: Option<String>,
+    model: String,
+    /// `(role, text)` in order; roles use each format's own names (`user` is common to all three).
+    messages: Vec<(String, String)>,
+    stream: bool,
+    include_usage: bool,
+    max_tokens: Option<usize>,
+}
+
 async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let number = state.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let body: ChatBody = match serde_json::from_slice(&body) {
         Ok(body) => body,
-        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &format!("mock: invalid JSON body: {e}")),
+        Err(e) => return bad_json(&state, Format::OpenAi, &e),
     };
-    if body.messages.is_empty() {
-        return respond::error(StatusCode::BAD_REQUEST, "mock: 'messages' must not be empty");
+    let tool_result = body.messages.iter().rev().find(|m| m.role == "tool").map(|m| content_text(&m.content));
+    let request = Request {
+        format: Format::OpenAi,
+        tool_result,
+        model: body.model,
+        messages: body.messages.iter().map(|m| (m.role.clone(), content_text(&m.content))).collect(),
+        stream: body.stream,
+        include_usage: body.stream_options.is_some_and(|o| o.include_usage),
+        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+    };
+    respond_to(&state, &headers, request).await
+}
+
+async fn anthropic(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body: AnthropicBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => return bad_json(&state, Format::Anthropic, &e),
+    };
+    let mut messages = Vec::new();
+    let system = content_text(&body.system);
+    if !system.is_empty() {
+        messages.push(("system".to_owned(), system));
     }
-    let last_user = body.messages.iter().rev().find(|m| m.role == "user").map(Message::text).unwrap_or_default();
-    let script = Script::from_message(&last_user).or(Script::from_headers(&headers));
+    messages.extend(body.messages.iter().map(|m| (m.role.clone(), content_text(&m.content))));
+    let tool_result = body.messages.iter().rev().find_map(|m| {
+        let blocks = m.content.as_array()?;
+        let result = blocks.iter().rev().find(|b| b["type"] == "tool_result")?;
+        Some(match &result["content"] {
+            serde_json::Value::String(text) => text.clone(),
+            other => content_text(other),
+        })
+    });
+    let request = Request {
+        format: Format::Anthropic,
+        tool_result,
+        model: body.model,
+        messages,
+        stream: body.stream,
+        include_usage: true,
+        max_tokens: body.max_tokens,
+    };
+    respond_to(&state, &headers, request).await
+}
+
+#[derive(Deserialize)]
+struct GeminiQuery {
+    #[serde(default)]
+    alt: Option<String>,
+}
+
+async fn gemini(
+    State(state): State<Arc<AppState>>,
+    Path(target): Path<String>,
+    Query(query): Query<GeminiQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(model) = target.strip_suffix(":streamGenerateContent") else {
+        state.counters.requests.fetch_add(1, Ordering::Relaxed);
+        return respond::error_in(Format::Gemini, StatusCode::NOT_FOUND, "mock: only :streamGenerateContent");
+    };
+    if query.alt.as_deref() != Some("sse") {
+        state.counters.requests.fetch_add(1, Ordering::Relaxed);
+        return respond::error_in(Format::Gemini, StatusCode::BAD_REQUEST, "mock: only alt=sse is supported");
+    }
+    let body: GeminiBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => return bad_json(&state, Format::Gemini, &e),
+    };
+    let mut messages = Vec::new();
+    if let Some(system) = &body.system_instruction {
+        messages.push(("system".to_owned(), system.text()));
+    }
+    messages.extend(body.contents.iter().map(|c| (c.role.clone(), c.text())));
+    let tool_result = body.contents.iter().rev().find_map(|c| {
+        let response = c.parts.iter().rev().find_map(|p| p.get("functionResponse"))?;
+        Some(match &response["response"]["result"] {
+            serde_json::Value::String(text) => text.clone(),
+            _ => response["response"].to_string(),
+        })
+    });
+    let request = Request {
+        format: Format::Gemini,
+        tool_result,
+        model: model.to_owned(),
+        messages,
+        stream: true,
+        include_usage: true,
+        max_tokens: body.generation_config.and_then(|g| g.max_output_tokens),
+    };
+    respond_to(&state, &headers, request).await
+}
+
+fn bad_json(state: &AppState, format: Format, e: &serde_json::Error) -> Response {
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    respond::error_in(format, StatusCode::BAD_REQUEST, &format!("mock: invalid JSON body: {e}"))
+}
+
+async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Response {
+    let number = state.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let format = body.format;
+    if body.messages.iter().all(|(role, _)| role == "system") {
+        return respond::error_in(format, StatusCode::BAD_REQUEST, "mock: 'messages' must not be empty");
+    }
+    // The last user turn *with text*: in Anthropic and Gemini, tool results are user turns too.
+    let last_user =
+        body.messages.iter().rev().find(|(role, text)| role == "user" && !text.is_empty()).map(|(_, t)| t.clone());
+    let last_user = last_user.unwrap_or_default();
+    let mut script = Script::from_message(&last_user).or(Script::from_headers(headers));
+    if let Some(fault) = state.counters.outage() {
+        script.fault = Some(fault);
+    }
     if let Some(Fault::Status(status)) = script.fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return respond::error(status, &format!("mock: scripted HTTP {}", status.as_u16()));
+        return respond::error_in(format, status, &format!("mock: scripted HTTP {}", status.as_u16()));
+    }
+    if !body.stream && format != Format::OpenAi {
+        return respond::error_in(format, StatusCode::BAD_REQUEST, "mock: only streaming is supported here");
     }
 
     let cfg = &state.cfg;
-    let mut pieces = match script.reply {
+    let (mut tool_call, mut reply_text) = (None, script.reply);
+    match (script.tool, &body.tool_result) {
+        (Some(_), Some(result)) => reply_text = Some(format!("Tool result: {result}")),
+        (Some(call), None) => tool_call = Some(call),
+        (None, _) => {}
+    }
+    let mut pieces = match reply_text {
         Some(text) => text::split_words(&text),
+        None if tool_call.is_some() => Vec::new(),
         None => text::generate(cfg.seed, &last_user, script.tokens.unwrap_or(cfg.reply_tokens)),
     };
     let mut finish_reason = "stop";
-    if let Some(max) = body.max_completion_tokens.or(body.max_tokens) {
+    if let Some(max) = body.max_tokens {
         if pieces.len() > max {
             pieces.truncate(max);
             finish_reason = "length";
@@ -233,22 +455,28 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     }
     let tokens_per_sec = script.tokens_per_sec.unwrap_or(cfg.tokens_per_sec);
     let reply = Reply {
-        id: format!("chatcmpl-mock-{number}"),
+        id: match format {
+            Format::OpenAi => format!("chatcmpl-mock-{number}"),
+            Format::Anthropic => format!("msg_mock_{number}"),
+            Format::Gemini => format!("gemini-mock-{number}"),
+        },
         created: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         model: body.model,
         pieces,
         finish_reason,
-        input_tokens: body.messages.iter().map(|m| text::count_words(&m.text())).sum(),
+        input_tokens: body.messages.iter().map(|(_, t)| text::count_words(t)).sum(),
         ttft: script.ttft.unwrap_or(cfg.ttft),
         interval: match tokens_per_sec {
             0 => Duration::ZERO,
             tps => Duration::from_secs(1) / tps,
         },
         fault: script.fault,
+        format,
+        tool_call,
+        include_usage: body.include_usage,
     };
     if body.stream {
-        let include_usage = body.stream_options.is_some_and(|o| o.include_usage);
-        respond::stream(reply, include_usage, OpenStream::new(Arc::clone(&state.counters)))
+        respond::stream(reply, OpenStream::new(Arc::clone(&state.counters)))
     } else {
         respond::complete(reply).await
     }

@@ -1,4 +1,5 @@
-//! The mock's responses in OpenAI's exact wire format: SSE chunks, the non-streaming object, error bodies.
+//! The mock's responses: OpenAI's exact wire format (SSE chunks, the non-streaming object, error bodies)
+//! here, Anthropic's and Gemini's frames in [`super::formats`], one pacing and fault engine for all three.
 //!
 //! Guarantees: a streamed reply's text deltas concatenate to the non-streamed `message.content` for the
 //! same request; pacing is deadline-based (token `i` is due at `ttft + i / tps`), so a slow consumer or a
@@ -17,6 +18,7 @@ use axum::Json;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
 
+use super::formats::{self, Format};
 use super::script::Fault;
 use super::text::Pieces;
 use super::wire::{
@@ -40,9 +42,51 @@ pub(super) struct Reply {
     /// Between two tokens; zero sends them as fast as the client reads.
     pub interval: Duration,
     pub fault: Option<Fault>,
+    pub format: Format,
+    /// Call this tool (`name`, JSON arguments) instead of answering.
+    pub tool_call: Option<(String, String)>,
+    /// OpenAI only: the client asked for the final usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
 }
 
 impl Reply {
+    /// Frames sent once, just before the first token (or the finish, for an empty reply).
+    fn prelude(&self) -> Vec<String> {
+        match self.format {
+            Format::Anthropic => formats::anthropic_prelude(&self.id, &self.model, self.input_tokens),
+            Format::OpenAi | Format::Gemini => Vec::new(),
+        }
+    }
+
+    fn content_frame(&self, index: usize) -> String {
+        let text = self.pieces.get(index).map(String::as_str).unwrap_or_default();
+        match self.format {
+            Format::OpenAi => self.content_chunk(index, self.include_usage),
+            Format::Anthropic => formats::anthropic_delta(text),
+            Format::Gemini => formats::gemini_chunk(&self.model, text, self.input_tokens, None),
+        }
+    }
+
+    /// Everything after the last token: finish reason, usage and the end marker, per format.
+    fn finish_frames(&self) -> Vec<String> {
+        let output = self.pieces.len();
+        match self.format {
+            Format::OpenAi => {
+                let mut frames = vec![self.finish_chunk(self.include_usage)];
+                if self.include_usage {
+                    frames.push(self.usage_chunk());
+                }
+                frames.push("data: [DONE]\n\n".to_owned());
+                frames
+            }
+            Format::Anthropic => formats::anthropic_finish(self.finish_reason, output),
+            Format::Gemini => {
+                let finish = Some((self.finish_reason, output));
+                vec![formats::gemini_chunk(&self.model, "", self.input_tokens, finish)]
+            }
+        }
+    }
+
     fn usage(&self) -> UsageOut {
         let (input, output) = (self.input_tokens, self.pieces.len());
         UsageOut {
@@ -133,11 +177,11 @@ impl Drop for OpenStream {
 type Frame = Result<String, io::Error>;
 
 /// A `text/event-stream` response acting out `reply`.
-pub(super) fn stream(reply: Reply, include_usage: bool, open: OpenStream) -> Response {
+pub(super) fn stream(reply: Reply, open: OpenStream) -> Response {
     let (tx, rx) = mpsc::channel::<Frame>(8);
     tokio::spawn(async move {
         // `Err` only means the client went away; there is nobody left to tell.
-        let _ = produce(&tx, &reply, include_usage).await;
+        let _ = produce(&tx, &reply).await;
     });
     let body = futures::stream::unfold((rx, open), |(mut rx, open)| async move {
         let frame = rx.recv().await?;
@@ -156,14 +200,42 @@ async fn send(tx: &mpsc::Sender<Frame>, frame: Frame) -> Result<(), Gone> {
     tx.send(frame).await.map_err(|_| Gone)
 }
 
-async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply, include_usage: bool) -> Result<(), Gone> {
+async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply) -> Result<(), Gone> {
     let start = Instant::now() + reply.ttft;
+    if let Some((name, args)) = &reply.tool_call {
+        sleep_until(start).await;
+        // Scripted text comes first, as when a model says "let me check" before calling a tool.
+        let after_text = !reply.pieces.is_empty();
+        if after_text {
+            for frame in reply.prelude() {
+                send(tx, Ok(frame)).await?;
+            }
+            for index in 0..reply.pieces.len() {
+                send(tx, Ok(reply.content_frame(index))).await?;
+            }
+        }
+        let frames = formats::tool_call_frames(
+            after_text,
+            reply.format,
+            &reply.id,
+            &reply.model,
+            name,
+            args,
+            reply.input_tokens,
+            reply.include_usage,
+        );
+        for frame in frames {
+            send(tx, Ok(frame)).await?;
+        }
+        return Ok(());
+    }
     let fault_at = match reply.fault {
         Some(Fault::Cut) => Some(3),
         Some(Fault::Stall | Fault::ErrorEvent | Fault::Malformed) => Some(2),
         _ => None,
     }
     .map(|at: usize| at.min(reply.pieces.len()));
+    let mut started = false;
     for index in 0..=reply.pieces.len() {
         if fault_at == Some(index) {
             match reply.fault {
@@ -179,20 +251,8 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply, include_usage: bool) -
                     }
                     return Ok(());
                 }
-                Some(Fault::ErrorEvent) => {
-                    let error = ErrorOut {
-                        error: ErrorDetail { message: "overloaded", kind: "server_error", param: None, code: None },
-                    };
-                    let error = serde_json::to_string(&error).unwrap_or_default();
-                    return send(tx, Ok(format!("data: {error}\n\n"))).await;
-                }
-                Some(Fault::Malformed) => {
-                    let broken = format!(
-                        "data: {{\"id\":\"{}\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\n\n",
-                        reply.id
-                    );
-                    send(tx, Ok(broken)).await?;
-                }
+                Some(Fault::ErrorEvent) => return send(tx, Ok(formats::error_event(reply.format))).await,
+                Some(Fault::Malformed) => send(tx, Ok(formats::malformed(reply.format, &reply.id))).await?,
                 Some(Fault::Status(_)) | None => {}
             }
         }
@@ -205,13 +265,23 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply, include_usage: bool) -
         if Instant::now() < due {
             sleep_until(due).await;
         }
-        send(tx, Ok(reply.content_chunk(index, include_usage))).await?;
+        if !started {
+            started = true;
+            for frame in reply.prelude() {
+                send(tx, Ok(frame)).await?;
+            }
+        }
+        send(tx, Ok(reply.content_frame(index))).await?;
     }
-    send(tx, Ok(reply.finish_chunk(include_usage))).await?;
-    if include_usage {
-        send(tx, Ok(reply.usage_chunk())).await?;
+    if !started {
+        for frame in reply.prelude() {
+            send(tx, Ok(frame)).await?;
+        }
     }
-    send(tx, Ok("data: [DONE]\n\n".to_owned())).await
+    for frame in reply.finish_frames() {
+        send(tx, Ok(frame)).await?;
+    }
+    Ok(())
 }
 
 /// The non-streaming `chat.completion` object, after the time generation would have taken.
@@ -236,6 +306,15 @@ pub(super) async fn complete(reply: Reply) -> Response {
             (StatusCode::OK, headers, format!("{{\"id\":\"{}\",\"choices\":[", reply.id)).into_response()
         }
         Some(Fault::Status(_)) | None => Json(reply.completion()).into_response(),
+    }
+}
+
+/// An error body in `format`'s dialect.
+pub(super) fn error_in(format: Format, status: StatusCode, message: &str) -> Response {
+    match format {
+        Format::OpenAi => error(status, message),
+        Format::Anthropic => formats::anthropic_error(status, message),
+        Format::Gemini => formats::gemini_error(status, message),
     }
 }
 

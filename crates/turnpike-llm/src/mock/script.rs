@@ -46,6 +46,9 @@ pub struct Script {
     pub tokens_per_sec: Option<u32>,
     /// Length of the generated reply, in tokens.
     pub tokens: Option<usize>,
+    /// Call this tool (`name {json arguments}`) instead of answering; once the request carries a tool
+    /// result, answer `Tool result: <result>`.
+    pub tool: Option<(String, String)>,
 }
 
 impl Script {
@@ -64,7 +67,8 @@ impl Script {
         script
     }
 
-    /// Reads `x-mock-reply`, `x-mock-fault`, `x-mock-ttft-ms`, `x-mock-tokens-per-sec`, `x-mock-tokens`.
+    /// Reads `x-mock-reply`, `x-mock-fault`, `x-mock-ttft-ms`, `x-mock-tokens-per-sec`, `x-mock-tokens`,
+    /// `x-mock-tool`.
     pub fn from_headers(headers: &HeaderMap) -> Script {
         let mut script = Script::default();
         for (header, key) in [
@@ -73,6 +77,7 @@ impl Script {
             ("x-mock-ttft-ms", "ttft"),
             ("x-mock-tokens-per-sec", "tps"),
             ("x-mock-tokens", "tokens"),
+            ("x-mock-tool", "tool"),
         ] {
             if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
                 script.set(key, value);
@@ -88,6 +93,13 @@ impl Script {
             "ttft" => self.ttft = value.trim().parse().ok().map(Duration::from_millis).or(self.ttft),
             "tps" => self.tokens_per_sec = value.trim().parse().ok().or(self.tokens_per_sec),
             "tokens" => self.tokens = value.trim().parse().ok().or(self.tokens),
+            "tool" => {
+                let value = value.trim();
+                let (name, args) = value.split_once(char::is_whitespace).unwrap_or((value, "{}"));
+                if !name.is_empty() {
+                    self.tool = Some((name.to_owned(), args.trim().to_owned()));
+                }
+            }
             _ => {}
         }
     }
@@ -100,6 +112,7 @@ impl Script {
             ttft: self.ttft.or(fallback.ttft),
             tokens_per_sec: self.tokens_per_sec.or(fallback.tokens_per_sec),
             tokens: self.tokens.or(fallback.tokens),
+            tool: self.tool.or(fallback.tool),
         }
     }
 }
@@ -116,6 +129,10 @@ mod tests {
         assert_eq!(script.fault, Some(Fault::Status(429)));
         assert_eq!(script.ttft, Some(Duration::from_millis(500)));
         assert_eq!(Script::from_message("[[mock:fault=cut]]").fault, Some(Fault::Cut));
+        assert_eq!(
+            Script::from_message(r#"[[mock:tool=lookup_order {"order": "42"}]]"#).tool,
+            Some(("lookup_order".into(), r#"{"order": "42"}"#.into()))
+        );
         assert_eq!(Script::from_message("[[mock:fault=bogus]] [[mock:nope=1]] [[mock:unclosed"), Script::default());
     }
 

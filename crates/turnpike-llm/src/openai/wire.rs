@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sse::SseEvent;
+use crate::stream::Decoder;
+pub use crate::stream::{parse_error_body, ChunkOutcome, ErrorObject};
 use crate::{ChatMessage, ChatRequest, LlmError, LlmEvent};
 
 /// The `data:` payload that ends an OpenAI stream.
@@ -22,9 +25,49 @@ struct StreamOptions {
 /// `max_tokens` (not `max_completion_tokens`) because it is the field every OpenAI-compatible server
 /// understands; OpenAI's reasoning models need the other one, which a later provider option can select.
 #[derive(Serialize)]
+struct WireFunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct WireToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: crate::Role,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct WireFunction<'a> {
+    name: &'a str,
+    description: &'a str,
+    parameters: &'a serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: WireFunction<'a>,
+}
+
+#[derive(Serialize)]
 pub struct RequestBody<'a> {
     model: &'a str,
-    messages: &'a [ChatMessage],
+    messages: Vec<WireMessage<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<WireTool<'a>>,
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
@@ -39,12 +82,37 @@ impl<'a> RequestBody<'a> {
     pub fn streaming(req: &'a ChatRequest) -> Self {
         RequestBody {
             model: &req.model,
-            messages: &req.messages,
+            messages: req.messages.iter().map(wire_message).collect(),
+            tools: req
+                .tools
+                .iter()
+                .map(|t| WireTool {
+                    kind: "function",
+                    function: WireFunction { name: &t.name, description: &t.description, parameters: &t.parameters },
+                })
+                .collect(),
             stream: true,
             stream_options: Some(StreamOptions { include_usage: true }),
             max_tokens: req.max_tokens,
             temperature: req.temperature,
         }
+    }
+}
+
+fn wire_message(m: &ChatMessage) -> WireMessage<'_> {
+    WireMessage {
+        role: m.role,
+        content: &m.content,
+        tool_calls: m
+            .tool_calls
+            .iter()
+            .map(|c| WireToolCall {
+                id: &c.id,
+                kind: "function",
+                function: WireFunctionCall { name: &c.name, arguments: &c.arguments },
+            })
+            .collect(),
+        tool_call_id: m.tool_call_id.as_deref(),
     }
 }
 
@@ -72,6 +140,26 @@ struct Choice {
 struct Delta {
     #[serde(default)]
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallChunk>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallChunk {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionChunk>,
+}
+
+#[derive(Deserialize)]
+struct FunctionChunk {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -90,45 +178,14 @@ struct PromptDetails {
     cached_tokens: Option<u32>,
 }
 
-/// The `error` object of OpenAI error bodies, both HTTP errors and in-stream errors.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ErrorObject {
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(rename = "type", default)]
-    pub kind: Option<String>,
-    /// A string for OpenAI (`rate_limit_exceeded`), a number for some compatible servers.
-    #[serde(default)]
-    pub code: Option<serde_json::Value>,
-}
+/// Decodes a Chat Completions stream for [`crate::stream::open`].
+#[derive(Debug, Default)]
+pub struct OpenAiDecoder;
 
-impl ErrorObject {
-    pub fn code_str(&self) -> Option<String> {
-        match &self.code {
-            Some(serde_json::Value::String(code)) => Some(code.clone()),
-            Some(serde_json::Value::Number(code)) => Some(code.to_string()),
-            _ => None,
-        }
+impl Decoder for OpenAiDecoder {
+    fn decode(&mut self, event: &SseEvent) -> Result<ChunkOutcome, LlmError> {
+        parse_chunk(&event.data)
     }
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorObject,
-}
-
-/// Extracts the `error` object of a non-2xx response body, if it has the OpenAI shape.
-pub fn parse_error_body(body: &str) -> Option<ErrorObject> {
-    serde_json::from_str::<ErrorBody>(body).ok().map(|b| b.error)
-}
-
-/// What one `data:` payload means.
-#[derive(Debug, PartialEq, Eq)]
-pub enum ChunkOutcome {
-    /// `[DONE]`: the stream is complete.
-    Done,
-    /// Zero or more events, in the order text, finish, usage.
-    Events(Vec<LlmEvent>),
 }
 
 /// Parses one SSE `data:` payload of a Chat Completions stream.
@@ -150,8 +207,18 @@ pub fn parse_chunk(data: &str) -> Result<ChunkOutcome, LlmError> {
     let mut events = Vec::new();
     // Only choice 0: Turnpike never asks for `n > 1`, and mixing choices would interleave two replies.
     for choice in chunk.choices.unwrap_or_default().into_iter().filter(|c| c.index == 0) {
-        if let Some(text) = choice.delta.and_then(|d| d.content).filter(|t| !t.is_empty()) {
+        let (content, tool_calls) = choice.delta.map(|d| (d.content, d.tool_calls)).unwrap_or_default();
+        if let Some(text) = content.filter(|t| !t.is_empty()) {
             events.push(LlmEvent::TextDelta(text));
+        }
+        for call in tool_calls.unwrap_or_default() {
+            let (name, arguments) = call.function.map(|f| (f.name, f.arguments)).unwrap_or_default();
+            events.push(LlmEvent::ToolCallDelta {
+                index: call.index,
+                id: call.id,
+                name,
+                arguments: arguments.unwrap_or_default(),
+            });
         }
         if let Some(reason) = choice.finish_reason {
             events.push(LlmEvent::Finish { reason });
@@ -214,6 +281,66 @@ mod tests {
                 LlmEvent::Finish { reason: "stop".into() },
                 LlmEvent::Usage { input_tokens: 9, output_tokens: 2, cached_input_tokens: 3 },
             ]
+        );
+    }
+
+    /// OpenAI's function-calling streaming shape: the first delta of a call has its id and name, later
+    /// ones only argument fragments; the finish reason is `tool_calls`.
+    #[test]
+    fn parses_streamed_tool_calls() {
+        let chunks = [
+            r#"{"id":"c","choices":[{"index":0,"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_abc","type":"function","function":{"name":"get_weather","arguments":""}}]},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"loc"}}]},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"ation\":\"Paris\"}"}}]},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#,
+        ];
+        let mut assembler = crate::ToolCallAssembler::default();
+        let mut finish = None;
+        for chunk in chunks {
+            let ChunkOutcome::Events(events) = parse_chunk(chunk).unwrap() else { panic!("not done yet") };
+            for event in events {
+                match event {
+                    LlmEvent::ToolCallDelta { index, id, name, arguments } => {
+                        assembler.push(index, id, name, &arguments)
+                    }
+                    LlmEvent::Finish { reason } => finish = Some(reason),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        assert_eq!(finish.as_deref(), Some("tool_calls"));
+        assert_eq!(
+            assembler.finish(),
+            vec![crate::ToolCall {
+                id: "call_abc".into(),
+                name: "get_weather".into(),
+                arguments: r#"{"location":"Paris"}"#.into()
+            }]
+        );
+    }
+
+    #[test]
+    fn tools_and_tool_turns_are_sent_in_openai_shape() {
+        let call = crate::ToolCall { id: "call_1".into(), name: "lookup".into(), arguments: "{}".into() };
+        let mut req = ChatRequest::new(
+            "m",
+            vec![
+                ChatMessage::user("where?"),
+                ChatMessage::assistant_tool_calls("", vec![call]),
+                ChatMessage::tool_result("call_1", "in transit"),
+            ],
+        );
+        req.tools.push(crate::ToolSpec {
+            name: "lookup".into(),
+            description: "Order lookup".into(),
+            parameters: serde_json::json!({"type": "object"}),
+        });
+        let body = serde_json::to_value(RequestBody::streaming(&req)).unwrap();
+        assert_eq!(body["tools"][0]["function"]["name"], "lookup");
+        assert_eq!(body["messages"][1]["tool_calls"][0]["function"]["arguments"], "{}");
+        assert_eq!(
+            body["messages"][2],
+            serde_json::json!({"role": "tool", "content": "in transit", "tool_call_id": "call_1"})
         );
     }
 

@@ -118,6 +118,31 @@ impl Pipeline {
             .expect("cannot start the turnpike binary")
     }
 
+    /// Like [`Pipeline::spawn_stage`], with the child's whole log output (stdout and stderr) in `log`.
+    pub fn spawn_stage_logging(
+        &self,
+        name: &str,
+        instance_id: &str,
+        log: &std::path::Path,
+        level: &str,
+    ) -> std::process::Child {
+        let file = std::fs::File::create(log).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
+            .arg("--topic-prefix")
+            .arg(&self.prefix)
+            .arg("--topology")
+            .arg(root().join("topology/turnpike.toml"))
+            .arg("--llm-base-url")
+            .arg(self.mock.base_url())
+            .env("RUST_LOG", level)
+            .env("NO_COLOR", "1")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start the turnpike binary")
+    }
+
     pub async fn send_turn(&self, turn: &InboundTurn) {
         let topic = self.topic("turnpike.turns.inbound");
         let payload = self.codec.encode(&topic, turn).await.expect(HINT);
