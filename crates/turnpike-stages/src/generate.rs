@@ -59,7 +59,7 @@ impl Generate {
         Generate {
             deps,
             llm,
-            min_chunk_chars: 24,
+            min_chunk_chars: 64,
             max_chunk_delay: Duration::from_millis(50),
             turn_deadline: Duration::from_secs(60),
             apology: "I'm sorry, I couldn't finish my answer. I'm passing your question to a member of our team."
