@@ -102,16 +102,22 @@ impl Pipeline {
         format!("{}.{base}", self.prefix)
     }
 
-    /// Starts `turnpike stage NAME` as a child process on this pipeline's topics and mock LLM.
-    pub fn spawn_stage(&self, name: &str, instance_id: &str) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
-            .args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
+    /// `turnpike stage NAME` as a child process on this pipeline's topics and mock LLM, not yet spawned.
+    fn stage_command(&self, name: &str, instance_id: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"));
+        cmd.args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
             .arg("--topic-prefix")
             .arg(&self.prefix)
             .arg("--topology")
             .arg(root().join("topology/turnpike.toml"))
             .arg("--llm-base-url")
-            .arg(self.mock.base_url())
+            .arg(self.mock.base_url());
+        cmd
+    }
+
+    /// Starts `turnpike stage NAME` as a child process.
+    pub fn spawn_stage(&self, name: &str, instance_id: &str) -> std::process::Child {
+        self.stage_command(name, instance_id)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -127,14 +133,7 @@ impl Pipeline {
         level: &str,
     ) -> std::process::Child {
         let file = std::fs::File::create(log).unwrap();
-        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
-            .args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
-            .arg("--topic-prefix")
-            .arg(&self.prefix)
-            .arg("--topology")
-            .arg(root().join("topology/turnpike.toml"))
-            .arg("--llm-base-url")
-            .arg(self.mock.base_url())
+        self.stage_command(name, instance_id)
             .env("RUST_LOG", level)
             .env("NO_COLOR", "1")
             .stdout(file.try_clone().unwrap())
