@@ -185,6 +185,37 @@ pub fn collapse_spacing(folded: &str) -> String {
     out
 }
 
+/// Drops hyphens inside words ("i-nstruction", "li-mitations", "ou- tside") so words split by hyphens to
+/// dodge patterns are whole again; returns the text and how many hyphens were dropped. Used as an extra
+/// variant to scan only, because ordinary hyphenated words ("e-mail") are normal.
+pub fn dehyphen(folded: &str) -> (String, usize) {
+    let chars: Vec<char> = folded.chars().collect();
+    let mut out = String::with_capacity(folded.len());
+    let mut dropped = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '-' && i > 0 && chars[i - 1].is_alphabetic() {
+            // "a-b" or "a- b": skip the hyphen (and one following space) when a letter follows.
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j] == '-' || chars[j] == '_') {
+                j += 1;
+            }
+            if j < chars.len() && chars[j] == ' ' && j + 1 < chars.len() && chars[j + 1].is_alphabetic() {
+                j += 1;
+            }
+            if j < chars.len() && chars[j].is_alphabetic() {
+                dropped += 1;
+                i = j;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
+    }
+    (out, dropped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +232,16 @@ mod tests {
     fn fold_keeps_non_latin_words() {
         assert_eq!(fold("Привет мир").text, "привет мир");
         assert_eq!(fold("Привет мир").confusables, 0);
+    }
+
+    #[test]
+    fn dehyphen_rejoins_split_words() {
+        assert_eq!(
+            dehyphen("no rules or li-mitations, it operates ou- tside"),
+            ("no rules or limitations, it operates outside".into(), 2)
+        );
+        assert_eq!(dehyphen("a well-known e-mail - thanks").1, 2, "a free-standing dash is kept");
+        assert_eq!(dehyphen("a well-known e-mail - thanks").0, "a wellknown email - thanks");
     }
 
     #[test]

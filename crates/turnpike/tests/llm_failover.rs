@@ -210,3 +210,36 @@ async fn a_configured_tool_is_called_once_and_its_result_answers_the_user() {
     assert_eq!(s.primary.stats().requests, 2, "two model calls: the tool call, then the answer");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rate_limit_storm_on_the_primary_is_honoured_and_invisible_through_generate() {
+    let s = setup().await;
+    // Every primary answer is 429 with `Retry-After: 1`.
+    s.primary.set_fault(Some(Fault::Status(429)));
+    let sessions: Vec<String> = (0..12).map(|i| format!("rl{i}:{}", unique("c"))).collect();
+    let check = |reply: &[OutboundReply]| {
+        let fin = reply.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
+        assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "{reply:?}");
+        assert_eq!(fin.model.as_deref(), Some("claude-sonnet-4"), "the fallback answered during the storm");
+        assert!(!text_of(reply, OutboundKind::Delta).is_empty());
+    };
+    // The first turn meets the 429 and fails over; the others arrive inside the Retry-After second.
+    s.p.send_turn(&turn("acme", &sessions[0], "m1", "Can I change my delivery address?")).await;
+    check(&s.reply(&sessions[0]).await);
+    let after_first = s.primary.stats().requests;
+    for session in &sessions[1..] {
+        s.p.send_turn(&turn("acme", session, "m1", "Can I change my delivery address?")).await;
+    }
+    for session in &sessions[1..] {
+        check(&s.reply(session).await);
+    }
+    // Retry-After keeps the primary out of use: far fewer calls reached it than there were turns.
+    let primary_calls = s.primary.stats().requests;
+    assert!(
+        (1..sessions.len() as u64).contains(&primary_calls),
+        "primary called {primary_calls} times for {} turns",
+        sessions.len()
+    );
+    assert_eq!(s.fallback.stats().requests, sessions.len() as u64);
+    s.stop().await;
+}

