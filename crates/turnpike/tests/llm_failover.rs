@@ -19,7 +19,7 @@ struct Setup {
     p: Pipeline,
     primary: MockServer,
     fallback: MockServer,
-    child: std::process::Child,
+    child: ChildGuard,
     config: std::path::PathBuf,
 }
 
@@ -84,13 +84,23 @@ ttft_timeout_ms = 2000
         .stdout(std::process::Stdio::null())
         .spawn()
         .expect("cannot start the turnpike binary");
-    Setup { p, primary, fallback, child, config }
+    Setup { p, primary, fallback, child: ChildGuard(child), config }
+}
+
+/// A failed assertion must not leave the generate process running after the test.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Setup {
     async fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
         let _ = std::fs::remove_file(&self.config);
         assert_eq!(self.p.mock.stats().requests, 0, "generate used the configured chain, not --llm-base-url");
         self.p.stop().await;
@@ -235,11 +245,8 @@ async fn a_rate_limit_storm_on_the_primary_is_honoured_and_invisible_through_gen
     }
     // Retry-After keeps the primary out of use: far fewer calls reached it than there were turns.
     let primary_calls = s.primary.stats().requests;
-    assert!(
-        (1..sessions.len() as u64).contains(&primary_calls),
-        "primary called {primary_calls} times for {} turns",
-        sessions.len()
-    );
+    assert!(after_first >= 1, "the primary was never tried");
+    assert!(primary_calls <= after_first + 2, "primary called {primary_calls} times for {} turns", sessions.len());
     assert_eq!(s.fallback.stats().requests, sessions.len() as u64);
     s.stop().await;
 }
