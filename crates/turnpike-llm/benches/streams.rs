@@ -101,9 +101,14 @@ async fn one(c: &OpenAiClient, i: usize) -> Option<(Duration, Duration)> {
 async fn main() {
     let arg = |name: &str, default: usize| {
         let args: Vec<String> = std::env::args().collect();
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
-    let (streams, concurrency, max_streams) = (arg("--streams", 2000), arg("--concurrency", 50), arg("--max-streams", 4000));
+    let (streams, concurrency, max_streams) =
+        (arg("--streams", 2000), arg("--concurrency", 50), arg("--max-streams", 4000));
     let me = std::process::id().to_string();
 
     // 1. Overhead.
@@ -113,8 +118,14 @@ async fn main() {
     let _ = one(&c, 0).await; // warm the connection pool
     let cpu0 = cpu_seconds(&me);
     let started = Instant::now();
-    let results: Vec<Option<(Duration, Duration)>> =
-        futures::stream::iter(0..streams).map(|i| { let c = c.clone(); async move { one(&c, i).await } }).buffer_unordered(concurrency).collect().await;
+    let results: Vec<Option<(Duration, Duration)>> = futures::stream::iter(0..streams)
+        .map(|i| {
+            let c = c.clone();
+            async move { one(&c, i).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
     let wall = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(&me) - cpu0;
     let ok: Vec<(Duration, Duration)> = results.into_iter().flatten().collect();
@@ -122,8 +133,16 @@ async fn main() {
     let mut rest: Vec<f64> = ok.iter().map(|(_, r)| r.as_secs_f64() * 1000.0).collect();
     println!("overhead: {} of {streams} streams ok, {concurrency} concurrent, {:.1} s, 40 tokens each", ok.len(), wall);
     println!("  client CPU per stream: {:.3} ms", cpu * 1000.0 / ok.len().max(1) as f64);
-    println!("  time to first text beyond the mock's {TTFT_MS} ms: p50 {:.2} ms, p99 {:.2} ms", pct(&mut first, 0.5), pct(&mut first, 0.99));
-    println!("  first text to end of an instant 40-token stream: p50 {:.2} ms, p99 {:.2} ms", pct(&mut rest, 0.5), pct(&mut rest, 0.99));
+    println!(
+        "  time to first text beyond the mock's {TTFT_MS} ms: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut first, 0.5),
+        pct(&mut first, 0.99)
+    );
+    println!(
+        "  first text to end of an instant 40-token stream: p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut rest, 0.5),
+        pct(&mut rest, 0.99)
+    );
     drop(mock);
 
     // 2. Capacity of the mock.
@@ -160,7 +179,10 @@ async fn main() {
         };
         let started = Instant::now();
         let done = futures::stream::iter(0..n)
-            .map(|i| { let c = c.clone(); async move { one(&c, i).await.is_some() } })
+            .map(|i| {
+                let c = c.clone();
+                async move { one(&c, i).await.is_some() }
+            })
             .buffer_unordered(n)
             .filter(|ok| futures::future::ready(*ok))
             .count()
