@@ -149,9 +149,23 @@ fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
         }
         tracing::info!("Shutdown requested; draining.");
         t.cancel();
+        // The drain itself is bounded (10 s), but librdkafka's final commit and group leave can block for
+        // long when the brokers are gone — inside drops on the async workers, so the watchdog is an OS
+        // thread. Nothing more can be committed then anyway: what was not is redelivered to the next owner.
+        std::thread::spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            tracing::error!(
+                grace_s = SHUTDOWN_GRACE.as_secs(),
+                "Shutdown did not finish in time; exiting without a clean close."
+            );
+            std::process::exit(3);
+        });
     });
     token
 }
+
+/// Longest time from SIGTERM to exit: the drain timeout plus room for commit, flush and close.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 
 async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
     let topology =
