@@ -50,6 +50,17 @@ pub async fn connect_cql(nodes: &[String]) -> Result<Session, StoreError> {
         .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
 }
 
+/// Prepares `cql` and marks it idempotent: every statement of the stores is an upsert or a read, so the
+/// driver may retry and speculate on it.
+pub(crate) async fn prepare_idempotent(
+    session: &Session,
+    cql: String,
+) -> Result<scylla::statement::prepared::PreparedStatement, StoreError> {
+    let mut p = session.prepare(cql).await.map_err(|e| StoreError::Cql(e.to_string()))?;
+    p.set_is_idempotent(true);
+    Ok(p)
+}
+
 /// Classifies a request error: the database being down, slow or overloaded is retryable; a statement the
 /// database refuses (syntax, unknown table, bad types) is a bug or a missing migration, and retrying it
 /// would only hide that.

@@ -1,7 +1,7 @@
 //! Session records and handoff tickets in CQL: the long-term side of session state (Redis holds the hot
 //! side). Every write is an idempotent upsert.
 
-use crate::cql::{request_error, StoreError};
+use crate::cql::{prepare_idempotent, request_error, StoreError};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
@@ -33,11 +33,7 @@ impl SessionStore {
     pub async fn new(session: Arc<Session>, keyspace: &str) -> Result<Self, StoreError> {
         let prep = |cql: String| {
             let session = session.clone();
-            async move {
-                let mut p = session.prepare(cql).await.map_err(|e| StoreError::Cql(e.to_string()))?;
-                p.set_is_idempotent(true);
-                Ok::<_, StoreError>(p)
-            }
+            async move { prepare_idempotent(&session, cql).await }
         };
         Ok(SessionStore {
             touch: prep(format!(

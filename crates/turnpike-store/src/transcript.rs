@@ -1,7 +1,7 @@
 //! Transcript access. Rows are keyed by (tenant, session) and clustered by (seq, role), so appends are
 //! idempotent upserts and a session's history reads back in turn order from one partition.
 
-use crate::cql::{request_error, StoreError};
+use crate::cql::{prepare_idempotent, request_error, StoreError};
 use futures::TryStreamExt;
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
@@ -51,12 +51,7 @@ impl TranscriptStore {
     pub async fn new(session: Arc<Session>, keyspace: &str) -> Result<TranscriptStore, StoreError> {
         let prep = |cql: String| {
             let session = session.clone();
-            async move {
-                let mut p = session.prepare(cql).await.map_err(|e| StoreError::Cql(e.to_string()))?;
-                // Upserts and reads are idempotent: the driver may retry and speculate on them.
-                p.set_is_idempotent(true);
-                Ok::<_, StoreError>(p)
-            }
+            async move { prepare_idempotent(&session, cql).await }
         };
         let placeholders = vec!["?"; COLUMNS.split(',').count()].join(", ");
         let insert = prep(format!("INSERT INTO {keyspace}.transcript ({COLUMNS}) VALUES ({placeholders})")).await?;
