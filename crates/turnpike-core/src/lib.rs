@@ -6,6 +6,8 @@
 
 pub mod endpoints;
 pub mod error;
+pub mod tenants;
 
 pub use endpoints::Endpoints;
 pub use error::{Classify, ErrorClass};
+pub use tenants::{PerTenant, TenantsConfig};
