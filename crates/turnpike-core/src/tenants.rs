@@ -131,6 +131,20 @@ impl<P> PerTenant<P> {
         self.tenants.get(tenant).unwrap_or(&self.default)
     }
 
+    /// Whether `tenant` has settings of its own (else it gets the defaults).
+    pub fn has_own(&self, tenant: &str) -> bool {
+        self.tenants.contains_key(tenant)
+    }
+
+    /// The same tenants with each settings value converted (e.g. compiled), failing on the first error.
+    pub fn try_map<Q, E>(&self, f: impl Fn(&P) -> Result<Q, E>) -> Result<PerTenant<Q>, E> {
+        let mut tenants = HashMap::with_capacity(self.tenants.len());
+        for (t, p) in &self.tenants {
+            tenants.insert(t.clone(), Arc::new(f(p)?));
+        }
+        Ok(PerTenant { default: Arc::new(f(&self.default)?), tenants })
+    }
+
     pub fn default_settings(&self) -> &P {
         &self.default
     }

@@ -403,3 +403,21 @@ pub struct DeadLetter {
     pub failed_at_ms: i64,
 }
 record!(DeadLetter, "dead_letter");
+
+/// `guard_audit.avsc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardAudit {
+    pub audit_id: String,
+    pub tenant_id: String,
+    pub session_id: String,
+    pub turn_id: String,
+    pub seq: i64,
+    pub stage: String,
+    pub check: String,
+    pub verdict: String,
+    pub detail: String,
+    pub action: String,
+    pub policy: String,
+    pub at_ms: i64,
+}
+record!(GuardAudit, "guard_audit");

@@ -90,6 +90,14 @@ fn every_record_round_trips_through_its_schema() {
         original_headers: [("h".to_string(), "v".to_string())].into(),
         ..Default::default()
     });
+    roundtrip(GuardAudit {
+        stage: "guard-in".into(),
+        check: "pii".into(),
+        verdict: "mask".into(),
+        detail: "email [EMAIL_1]".into(),
+        at_ms: 1_700_000_000_000,
+        ..Default::default()
+    });
 }
 
 #[test]

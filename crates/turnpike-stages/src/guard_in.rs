@@ -5,10 +5,13 @@
 //! exactly one final reply record. The input checks of `turnpike-guard` run here: prompt injection,
 //! PII masking with reversible per-session tokens (the vault keeps the values; the LLM, the transcript and
 //! every later topic see only tokens such as `[EMAIL_1]`), topic boundary, length, language and garbage.
-//! The user's message is written to the transcript here, after masking. Triggers carry no raw PII.
+//! The user's message is written to the transcript here, after masking. Triggers carry no raw PII. Each
+//! tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
 
+use crate::audit::{self, AuditSite};
 use crate::{store_err, Deps};
 use std::sync::Arc;
+use turnpike_core::PerTenant;
 use turnpike_guard::vault::RedisVault;
 use turnpike_guard::{CompiledPolicy, Guard, InputAction, PiiVault};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
@@ -20,20 +23,18 @@ use turnpike_store::TranscriptRow;
 pub struct GuardIn {
     pub deps: Deps,
     pub guard: Arc<Guard>,
-    pub policy: Arc<CompiledPolicy>,
+    pub policies: PerTenant<CompiledPolicy>,
     pub vault: RedisVault,
 }
 
 impl GuardIn {
-    /// The guard with the default policy and the Redis vault (values kept as long as the session's state).
-    pub async fn new(deps: Deps, redis_url: &str) -> Result<Self, StageError> {
+    /// The guard with the tenants' policies and the Redis vault (values kept as long as the session's state).
+    pub async fn new(deps: Deps, redis_url: &str, policies: PerTenant<CompiledPolicy>) -> Result<Self, StageError> {
         let guard = Guard::new().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
-        let policy = CompiledPolicy::compile(Default::default())
-            .map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
         let vault = RedisVault::connect(redis_url, crate::session::SESSION_TTL_SECS as i64)
             .await
             .map_err(|e| StageError::retryable("redis", e.to_string()))?;
-        Ok(GuardIn { deps, guard: Arc::new(guard), policy: Arc::new(policy), vault })
+        Ok(GuardIn { deps, guard: Arc::new(guard), policies, vault })
     }
 }
 
@@ -55,7 +56,7 @@ impl Stage for GuardIn {
         } else {
             let mut pii =
                 self.vault.load(&vault_key).await.map_err(|e| StageError::retryable("pii_vault", e.to_string()))?;
-            let verdict = self.guard.check_input(&self.policy, &turn.text, &mut pii);
+            let verdict = self.guard.check_input(self.policies.get(&turn.tenant_id), &turn.text, &mut pii);
             let minted = pii.take_new();
             if !minted.is_empty() {
                 // Stored before anything masked leaves this stage, so every token can be revealed later.
@@ -80,8 +81,6 @@ impl Stage for GuardIn {
             }
         };
         for t in &decision.triggers {
-            metrics::counter!("turnpike_guardrail_triggers_total", "stage" => "guard-in", "check" => t.check.clone(), "verdict" => t.verdict.clone())
-                .increment(1);
             tracing::info!(tenant = %turn.tenant_id, turn = %turn.turn_id, check = %t.check, verdict = %t.verdict, "Input guardrail triggered.");
         }
         self.deps
@@ -127,6 +126,17 @@ impl Stage for GuardIn {
             })
             .await?;
         }
+        let site = AuditSite {
+            tenant_id: &turn.tenant_id,
+            session_id: &turn.session_id,
+            turn_id: &turn.turn_id,
+            seq: turn.seq,
+            stage: "guard-in",
+            position: 0,
+            action: audit::turn_action(decision.action),
+            policy: &audit::policy_label(&self.policies, &turn.tenant_id),
+        };
+        audit::emit(&site, &decision.triggers, out).await?;
         out.emit(&GuardedTurn {
             tenant_id: turn.tenant_id,
             session_id: turn.session_id,

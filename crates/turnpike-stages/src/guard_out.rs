@@ -10,11 +10,14 @@
 //! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
 //! between chunks, with the state from *before* the last processed record kept too: a record redelivered
 //! after a crash is checked again from the state it first saw, so text is neither lost nor released twice
-//! (deliver drops a re-released chunk index it has already published).
+//! (deliver drops a re-released chunk index it has already published). Each tenant gets its own policy
+//! (section `guard` of the tenants file) and every trigger is audited.
 
+use crate::audit::{self, AuditSite};
 use crate::{redis_err, session, Deps};
 use redis::AsyncCommands;
 use std::sync::Arc;
+use turnpike_core::PerTenant;
 use turnpike_guard::{CheckerState, CompiledPolicy, Guard, OutputVerdict, Release};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{CheckedReplyChunk, ChunkKind, GuardTrigger, HandoffKind, HandoffRequest, ReplyChunk, Verdict};
@@ -22,15 +25,13 @@ use turnpike_schemas::{CheckedReplyChunk, ChunkKind, GuardTrigger, HandoffKind, 
 pub struct GuardOut {
     pub deps: Deps,
     pub guard: Arc<Guard>,
-    pub policy: Arc<CompiledPolicy>,
+    pub policies: PerTenant<CompiledPolicy>,
 }
 
 impl GuardOut {
-    pub fn new(deps: Deps) -> Result<Self, StageError> {
+    pub fn new(deps: Deps, policies: PerTenant<CompiledPolicy>) -> Result<Self, StageError> {
         let guard = Guard::new().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
-        let policy = CompiledPolicy::compile(Default::default())
-            .map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
-        Ok(GuardOut { deps, guard: Arc::new(guard), policy: Arc::new(policy) })
+        Ok(GuardOut { deps, guard: Arc::new(guard), policies })
     }
 }
 
@@ -119,8 +120,10 @@ impl Stage for GuardOut {
         let mut state = start.as_deref().and_then(decode).unwrap_or_default();
 
         let sources: Vec<&str> = c.citations.iter().map(|x| x.snippet.as_str()).collect();
-        let mut checker =
-            self.guard.output_checker(&self.policy, &sources).with_state(std::mem::take(&mut state.checker));
+        let mut checker = self
+            .guard
+            .output_checker(self.policies.get(&c.tenant_id), &sources)
+            .with_state(std::mem::take(&mut state.checker));
         let was_blocked = checker.is_blocked();
         let mut releases: Vec<Release> = Vec::new();
         if c.kind == ChunkKind::Delta {
@@ -138,10 +141,6 @@ impl Stage for GuardOut {
                 .iter()
                 .map(|t| GuardTrigger { check: t.check.into(), verdict: t.verdict.into(), detail: t.detail.clone() })
                 .collect();
-            for t in &triggers {
-                metrics::counter!("turnpike_guardrail_triggers_total", "stage" => "guard-out", "check" => t.check.clone(), "verdict" => t.verdict.clone())
-                    .increment(1);
-            }
             outputs.push(checked(&c, state.next_index, ChunkKind::Delta, r.text, verdict(r.verdict), triggers));
             state.next_index += 1;
         }
@@ -168,8 +167,20 @@ impl Stage for GuardOut {
             .query_async(&mut redis)
             .await
             .map_err(redis_err)?;
+        let policy = audit::policy_label(&self.policies, &c.tenant_id);
         for o in &outputs {
             out.emit(o).await?;
+            let site = AuditSite {
+                tenant_id: &o.tenant_id,
+                session_id: &o.session_id,
+                turn_id: &o.turn_id,
+                seq: o.seq,
+                stage: "guard-out",
+                position: o.chunk_index,
+                action: audit::sentence_verdict(o.verdict),
+                policy: &policy,
+            };
+            audit::emit(&site, &o.triggers, out).await?;
         }
         if newly_blocked {
             out.emit(&HandoffRequest {

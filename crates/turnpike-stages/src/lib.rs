@@ -5,6 +5,7 @@
 //! (tenant, session, seq, role) or ticket id, Redis writes are keyed by turn id or guarded by scripts.
 
 pub mod assemble;
+pub mod audit;
 pub mod deliver;
 pub mod generate;
 pub mod guard_in;

@@ -91,7 +91,9 @@ pub async fn run_stage(
     match name {
         "ingest" => run_one(ingest::Ingest { deps, limits: Default::default() }, t, name, e, u, s).await,
         "guard-in" => {
-            let stage = guard_in::GuardIn::new(deps, &e.redis_url)
+            let policies = turnpike_stages::audit::load_policies()
+                .map_err(|error| RunnerError::Start { stage: "guard-in", error })?;
+            let stage = guard_in::GuardIn::new(deps, &e.redis_url, policies)
                 .await
                 .map_err(|error| RunnerError::Start { stage: "guard-in", error })?;
             run_one(stage, t, name, e, u, s).await
@@ -107,8 +109,9 @@ pub async fn run_stage(
             run_one(generate::Generate::new(deps, router), t, name, e, u, s).await
         }
         "guard-out" => {
-            let stage =
-                guard_out::GuardOut::new(deps).map_err(|error| RunnerError::Start { stage: "guard-out", error })?;
+            let start = |error| RunnerError::Start { stage: "guard-out", error };
+            let stage = guard_out::GuardOut::new(deps, turnpike_stages::audit::load_policies().map_err(start)?)
+                .map_err(start)?;
             run_one(stage, t, name, e, u, s).await
         }
         "deliver" => run_one(deliver::Deliver { deps }, t, name, e, u, s).await,

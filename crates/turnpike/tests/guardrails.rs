@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use turnpike_guard::PiiVault;
 use turnpike_llm::mock::MockConfig;
-use turnpike_schemas::{OutboundKind, OutboundReply, RoutedPrompt, TicketEvent, TicketEventKind};
+use turnpike_schemas::{GuardAudit, OutboundKind, OutboundReply, RoutedPrompt, TicketEvent, TicketEventKind};
 use turnpike_store::TranscriptStore;
 
 async fn finals_of(p: &Pipeline, n: usize) -> Vec<OutboundReply> {
@@ -25,6 +25,56 @@ async fn finals_of(p: &Pipeline, n: usize) -> Vec<OutboundReply> {
     .into_iter()
     .map(|(_, r)| r)
     .collect()
+}
+
+async fn audits_of(p: &Pipeline, done: impl Fn(&[GuardAudit]) -> bool) -> Vec<GuardAudit> {
+    let records = read_until::<GuardAudit>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.audit.guardrails"),
+        6,
+        Duration::from_secs(30),
+        done,
+    )
+    .await;
+    records.into_iter().map(|(_, a)| a).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_tenant_gets_its_own_guard_policy_and_every_trigger_is_audited() {
+    // guard-in runs as its own process, with a tenants file: `strict` denies the topic "crypto" and hands
+    // off; every other tenant keeps the default policy.
+    const OTHERS: &[&str] = &["ingest", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
+    let p = Pipeline::start_stages(OTHERS, MockConfig::instant()).await;
+    let config = std::env::temp_dir().join(format!("{}-tenants.toml", p.prefix));
+    std::fs::write(
+        &config,
+        "[tenants.strict.guard.topics]\ndenied = [\"crypto\"]\naction = \"handoff\"\n",
+    )
+    .unwrap();
+    let log = std::env::temp_dir().join(format!("{}-guard-in.log", p.prefix));
+    let mut guard_in = p.spawn_stage_with_env("guard-in", &unique("gi"), &log, &[("TURNPIKE_TENANTS_CONFIG", &config)]);
+    let question = "Can I pay for my order with crypto?";
+    let (strict, relaxed) = (format!("s1:{}", unique("c")), format!("s2:{}", unique("c")));
+    p.send_turn(&turn("strict", &strict, "m1", question)).await;
+    p.send_turn(&turn("relaxed", &relaxed, "m1", question)).await;
+    let finals: Vec<_> = finals_of(&p, 2).await.into_iter().filter(|r| r.kind == OutboundKind::Final).collect();
+    let of = |s: &str| finals.iter().find(|r| r.session_id == s).unwrap_or_else(|| panic!("no reply for {s}"));
+    assert_eq!(of(&strict).finish_reason.as_deref(), Some("handoff"), "{:?}", of(&strict));
+    assert_eq!(of(&relaxed).finish_reason.as_deref(), Some("stop"), "{:?}", of(&relaxed));
+
+    let audits = audits_of(&p, |a| a.iter().any(|a| a.session_id == strict)).await;
+    let topic: Vec<_> = audits.iter().filter(|a| a.session_id == strict).collect();
+    assert_eq!(topic.len(), 1, "{audits:?}");
+    let a = topic[0];
+    assert_eq!((a.check.as_str(), a.stage.as_str(), a.policy.as_str()), ("topic", "guard-in", "strict"), "{a:?}");
+    assert_eq!((a.tenant_id.as_str(), a.action.as_str()), ("strict", "handoff"));
+    assert!(a.audit_id.starts_with(&a.turn_id), "{a:?}");
+    assert!(audits.iter().all(|a| a.session_id != relaxed), "the default policy has no topic rule: {audits:?}");
+
+    guard_in.kill().ok();
+    guard_in.wait().ok();
+    p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -85,6 +135,14 @@ async fn pii_never_reaches_the_llm_request_the_transcript_or_the_logs() {
     let vault = turnpike_guard::vault::RedisVault::connect(&p.endpoints.redis_url, 60).await.unwrap();
     let revealed = vault.reveal(&format!("acme:{session}"), "[EMAIL_1]").await.unwrap();
     assert_eq!(revealed.as_deref(), Some(email));
+
+    // Each trigger has an audit record, without the raw values.
+    let audits = audits_of(&p, |a| a.iter().filter(|a| a.check == "pii").count() >= 2).await;
+    let pii: Vec<_> = audits.iter().filter(|a| a.check == "pii" && a.session_id == session).collect();
+    assert_eq!(pii.len(), 2, "one audit record per masked value: {audits:?}");
+    assert!(pii.iter().all(|a| a.stage == "guard-in" && a.policy == "default" && a.action == "proceed"), "{pii:?}");
+    let text = format!("{audits:?}");
+    assert!(!text.contains(email) && !text.contains("4111"), "PII in the audit records: {text}");
 
     guard_in.kill().ok();
     guard_in.wait().ok();

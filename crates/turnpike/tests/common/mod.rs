@@ -142,6 +142,27 @@ impl Pipeline {
             .expect("cannot start the turnpike binary")
     }
 
+    /// Like [`Pipeline::spawn_stage_logging`] at info level, with extra environment variables.
+    pub fn spawn_stage_with_env(
+        &self,
+        name: &str,
+        instance_id: &str,
+        log: &std::path::Path,
+        env: &[(&str, &std::path::Path)],
+    ) -> std::process::Child {
+        let file = std::fs::File::create(log).unwrap();
+        let mut cmd = self.stage_command(name, instance_id);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("cannot start the turnpike binary")
+    }
+
     pub async fn send_turn(&self, turn: &InboundTurn) {
         let topic = self.topic("turnpike.turns.inbound");
         let payload = self.codec.encode(&topic, turn).await.expect(HINT);
