@@ -73,10 +73,7 @@ impl RunnerConfig {
     /// The configuration of `stage` in `topology`, with defaults for the tuning knobs.
     pub fn from_topology(topology: &Topology, stage: &str, endpoints: &Endpoints) -> Result<Self, ConfigError> {
         let s = topology.stage(stage).ok_or_else(|| ConfigError::UnknownStage(stage.to_string()))?;
-        let name = turnpike_topology::STAGE_NAMES
-            .iter()
-            .find(|n| **n == stage)
-            .ok_or_else(|| ConfigError::UnknownStage(stage.to_string()))?;
+        let name = turnpike_topology::known_stage(stage).ok_or_else(|| ConfigError::UnknownStage(stage.to_string()))?;
         let mut outputs = HashMap::new();
         for out in &s.outputs {
             let topic = topology.topic(out).ok_or_else(|| ConfigError::UnknownTopic(out.clone()))?;

@@ -9,7 +9,7 @@ pub mod apply;
 mod model;
 mod validate;
 
-pub use model::{Role, Stage, Topic, Topology, STAGE_NAMES};
+pub use model::{known_stage, Role, Stage, Topic, Topology, EDGE_STAGE_NAMES, STAGE_NAMES};
 pub use validate::{Problem, ValidationError};
 
 use std::path::{Path, PathBuf};

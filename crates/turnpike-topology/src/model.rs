@@ -7,6 +7,16 @@ use std::time::Duration;
 pub const STAGE_NAMES: [&str; 8] =
     ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
 
+/// Stages at the edge of the pipeline: they read a sink topic and deliver to clients outside Kafka, so they
+/// have no output topics. Optional (a pipeline without them is complete), but like every stage each has its
+/// own consumer group and dead-letter topic.
+pub const EDGE_STAGE_NAMES: [&str; 1] = ["gateway"];
+
+/// The `&'static` name of a pipeline or edge stage.
+pub fn known_stage(name: &str) -> Option<&'static str> {
+    STAGE_NAMES.iter().chain(EDGE_STAGE_NAMES.iter()).find(|n| **n == name).copied()
+}
+
 /// A whole topology file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +78,7 @@ fn default_replication() -> i32 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
-    /// One of [`STAGE_NAMES`].
+    /// One of [`STAGE_NAMES`] or [`EDGE_STAGE_NAMES`].
     pub name: String,
     /// Topic it consumes.
     pub input: String,

@@ -3,7 +3,7 @@
 //! Validation collects every problem instead of stopping at the first, so one run tells the operator all that
 //! is wrong with the file.
 
-use crate::model::{parse_duration, Role, Topology, STAGE_NAMES};
+use crate::model::{parse_duration, Role, Topology, EDGE_STAGE_NAMES, STAGE_NAMES};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::path::Path;
@@ -111,8 +111,10 @@ impl Validator {
         let mut names = BTreeSet::new();
         for stage in &t.stages {
             let subject = format!("stage {}", stage.name);
-            if !STAGE_NAMES.contains(&stage.name.as_str()) {
-                self.problem(&subject, format!("unknown stage (known: {})", STAGE_NAMES.join(", ")));
+            let edge = EDGE_STAGE_NAMES.contains(&stage.name.as_str());
+            if !edge && !STAGE_NAMES.contains(&stage.name.as_str()) {
+                let known: Vec<&str> = STAGE_NAMES.iter().chain(EDGE_STAGE_NAMES.iter()).copied().collect();
+                self.problem(&subject, format!("unknown stage (known: {})", known.join(", ")));
             }
             if !names.insert(stage.name.as_str()) {
                 self.problem(&subject, "declared more than once");
@@ -122,6 +124,12 @@ impl Validator {
             }
             match t.topic(&stage.input) {
                 None => self.problem(&subject, format!("input topic `{}` is not declared", stage.input)),
+                // An edge stage delivers what the pipeline produced: it reads a sink topic and writes none.
+                Some(topic) if edge && topic.role != Role::Sink => self.problem(
+                    &subject,
+                    format!("input topic `{}` is a {:?} topic; edge stages read sink topics", stage.input, topic.role),
+                ),
+                Some(_) if edge => {}
                 Some(topic) if matches!(topic.role, Role::Sink | Role::Dlq) => self.problem(
                     &subject,
                     format!(
@@ -131,7 +139,9 @@ impl Validator {
                 ),
                 Some(_) => {}
             }
-            if stage.outputs.is_empty() {
+            if edge && !stage.outputs.is_empty() {
+                self.problem(&subject, "is an edge stage: it delivers outside Kafka and declares no output topic");
+            } else if !edge && stage.outputs.is_empty() {
                 self.problem(&subject, "has no output topic");
             }
             for out in &stage.outputs {

@@ -24,7 +24,20 @@ fn errors_of(text: &str) -> String {
 fn shipped_topology_is_valid() {
     let topo = Topology::load(&root().join("topology/turnpike.toml")).unwrap();
     topo.validate(&root().join("schemas")).unwrap();
-    assert_eq!(topo.stages.len(), 8);
+    let pipeline = topo.stages.iter().filter(|s| turnpike_topology::STAGE_NAMES.contains(&s.name.as_str()));
+    assert_eq!(pipeline.count(), 8);
+    assert!(topo.stage("gateway").is_some_and(|s| s.outputs.is_empty()), "the gateway is an edge stage");
+}
+
+#[test]
+fn edge_stages_read_a_sink_and_write_nothing() {
+    let text = shipped_text().replace(
+        "input = \"turnpike.replies.outbound\"\noutputs = []",
+        "input = \"turnpike.replies.checked\"\noutputs = [\"turnpike.replies.outbound\"]",
+    );
+    let err = errors_of(&text);
+    assert!(err.contains("stage gateway: input topic `turnpike.replies.checked` is a Internal topic"), "{err}");
+    assert!(err.contains("stage gateway: is an edge stage"), "{err}");
 }
 
 #[test]
