@@ -20,8 +20,6 @@ use crate::{
     chunk_blocks, parse_document, ChunkConfig, IngestReport, KnowledgeError, KnowledgePolicy, Passage, SourceDoc,
 };
 
-/// Weight of a match in the heading field relative to the body (BM25 per field, summed).
-const HEADING_FIELD_WEIGHT: f32 = 0.5;
 /// Indexing memory: tantivy's per-thread minimum is 15 MB; one thread is plenty for help pages.
 const WRITER_BYTES: usize = 64 * 1024 * 1024;
 
@@ -137,6 +135,11 @@ impl KnowledgeBase {
         Ok(report)
     }
 
+    /// Chunks in the tenant's index (0 without one).
+    pub fn chunk_count(&self, tenant: &str) -> Result<u64, KnowledgeError> {
+        Ok(self.tenant(tenant, false)?.map_or(0, |t| t.reader.searcher().num_docs()))
+    }
+
     /// Removes documents by source; returns how many chunks the index held for them.
     pub fn remove(&self, tenant: &str, sources: &[String]) -> Result<u64, KnowledgeError> {
         let Some(t) = self.tenant(tenant, false)? else { return Ok(0) };
@@ -182,7 +185,10 @@ impl KnowledgeBase {
         let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (terms, weight) in [(&q_terms, 1.0f32), (&p_terms, policy.previous_message_weight)] {
             for term in terms {
-                for (field, w) in [(f.body, weight), (f.heading, weight * HEADING_FIELD_WEIGHT)] {
+                for (field, w) in [(f.body, weight), (f.heading, weight * policy.heading_field_weight)] {
+                    if w <= 0.0 {
+                        continue;
+                    }
                     let q = TermQuery::new(Term::from_field_text(field, term), IndexRecordOption::WithFreqs);
                     should.push((Occur::Should, Box::new(BoostQuery::new(Box::new(q), w))));
                 }

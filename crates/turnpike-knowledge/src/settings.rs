@@ -39,6 +39,8 @@ pub struct KnowledgePolicy {
     pub max_per_document: usize,
     /// Rerank BM25's candidates (heading match boost, near-duplicate removal).
     pub rerank: bool,
+    /// BM25 of the heading path counts this much relative to the body's (0: body only).
+    pub heading_field_weight: f32,
     /// Weight of the previous user message's words (follow-up questions: "and for Canada?").
     pub previous_message_weight: f32,
 }
@@ -55,6 +57,7 @@ impl Default for KnowledgePolicy {
             min_relative_score: 0.25,
             max_per_document: 2,
             rerank: true,
+            heading_field_weight: 0.5,
             previous_message_weight: 0.3,
         }
     }
