@@ -36,7 +36,7 @@ macro_rules! record {
 }
 
 /// Every schema name with its text, for registration and validation.
-pub const ALL_SCHEMAS: [(&str, &str); 11] = [
+pub const ALL_SCHEMAS: [(&str, &str); 12] = [
     (InboundTurn::SCHEMA_NAME, InboundTurn::SCHEMA),
     (AcceptedTurn::SCHEMA_NAME, AcceptedTurn::SCHEMA),
     (GuardedTurn::SCHEMA_NAME, GuardedTurn::SCHEMA),
@@ -48,6 +48,7 @@ pub const ALL_SCHEMAS: [(&str, &str); 11] = [
     (HandoffRequest::SCHEMA_NAME, HandoffRequest::SCHEMA),
     (TicketEvent::SCHEMA_NAME, TicketEvent::SCHEMA),
     (DeadLetter::SCHEMA_NAME, DeadLetter::SCHEMA),
+    (GuardAudit::SCHEMA_NAME, GuardAudit::SCHEMA),
 ];
 
 /// Who answers a session.
