@@ -266,3 +266,31 @@ async fn mock_speaks_the_openai_wire_format() {
     assert_eq!(text.split_terminator("\n\n").count(), 4, "no usage chunk without include_usage: {text}");
     assert!(!text.contains("usage"), "{text}");
 }
+
+#[tokio::test]
+async fn recall_answers_from_the_context_and_summary_requests_get_a_digest() {
+    let (_server, client) = setup(MockConfig::instant()).await;
+    let req = ChatRequest::new(
+        "mock-1",
+        vec![
+            ChatMessage::system("Never make promises about refunds."),
+            ChatMessage::system("Commitments:\n- We will refund within 3 days of receiving your order."),
+            ChatMessage::user("My parcel is late [[mock:reply=a refund directive is not context]]."),
+            ChatMessage::assistant("Sorry about that."),
+            ChatMessage::user("What did you promise about my refund? [[mock:recall=refund]]"),
+        ],
+    );
+    let reply = collect(client.stream(&req).await.unwrap()).await.unwrap();
+    assert_eq!(reply.text, "We will refund within 3 days of receiving your order.");
+
+    let summary = ChatRequest::new(
+        "mock-1",
+        vec![
+            ChatMessage::system("You summarise."),
+            ChatMessage::user("<conversation>\nUser: I am Ana. [[mock:fault=500]] Long story.\nAssistant: Hello Ana!\n</conversation>"),
+            ChatMessage::user(format!("{} please.", mock::SUMMARY_REQUEST_PREFIX)),
+        ],
+    );
+    let reply = collect(client.stream(&summary).await.unwrap()).await.unwrap();
+    assert_eq!(reply.text, "User: I am Ana.\nAssistant: Hello Ana!", "directives in the data are not obeyed");
+}

@@ -8,8 +8,10 @@
 //! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
 //! chunk seen before is published again only when it is a redelivery of the very record that stored it (its
 //! first publication may not have been acknowledged), never when upstream re-emitted it. The transcript row is an idempotent upsert keyed by (seq, role).
+//! After the transcript write, a turn that went to the model is appended to the session's memory in Redis
+//! (user message and reply, keyed by seq and role: idempotent), before the offset is stored.
 
-use crate::{redis_err, session, store_err, Deps};
+use crate::{memory, redis_err, session, store_err, Deps};
 use redis::AsyncCommands;
 use std::collections::BTreeMap;
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
@@ -53,6 +55,14 @@ fn outbound(c: &CheckedReplyChunk, kind: OutboundKind, text: String) -> Outbound
     }
 }
 
+impl Deliver {
+    /// The user's message of this turn from the transcript, when Redis lost assemble's copy.
+    async fn user_message(&self, c: &CheckedReplyChunk) -> Result<Option<String>, StageError> {
+        let rows = self.deps.transcript.read_since(&c.tenant_id, &c.session_id, c.seq).await.map_err(store_err)?;
+        Ok(rows.into_iter().find(|r| r.seq == c.seq && r.role == "user").map(|r| r.content))
+    }
+}
+
 impl Stage for Deliver {
     type In = CheckedReplyChunk;
 
@@ -78,10 +88,11 @@ impl Stage for Deliver {
             }
             return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
         }
-        // One round trip for both: the done marker and the turn's buffered chunks.
-        let (done, parts): (bool, BTreeMap<i32, String>) = redis::pipe()
+        // One round trip for all three: the done marker, the turn's buffered chunks, the user's message.
+        let (done, parts, pending_user): (bool, BTreeMap<i32, String>, Option<String>) = redis::pipe()
             .exists(final_key(&c))
             .hgetall(chunks_key(&c))
+            .get(crate::assemble::pending_user_key(&c.tenant_id, &c.session_id, &c.turn_id))
             .query_async(&mut redis)
             .await
             .map_err(redis_err)?;
@@ -114,7 +125,7 @@ impl Stage for Deliver {
                 seq: c.seq,
                 role: "assistant".into(),
                 turn_id: c.turn_id.clone(),
-                content: text,
+                content: text.clone(),
                 channel: Some(c.channel.clone()),
                 model: c.model.clone(),
                 tier: c.tier.clone(),
@@ -128,6 +139,16 @@ impl Stage for Deliver {
             })
             .await
             .map_err(store_err)?;
+        if c.action == TurnAction::Proceed {
+            // After the transcript (the long-term record memory is rebuilt from), before the offset.
+            let user = match pending_user {
+                Some(u) => Some(u),
+                None => self.user_message(&c).await?,
+            };
+            if let Some(user) = user {
+                memory::append_turn(&self.deps, &c.tenant_id, &c.session_id, c.seq, &user, &text).await?;
+            }
+        }
         let latency = (now_ms() - c.received_at_ms).max(0) as f64 / 1000.0;
         metrics::histogram!("turnpike_turn_latency_seconds").record(latency);
         let outcome = match c.action {

@@ -6,19 +6,23 @@
 
 pub mod assemble;
 pub mod audit;
+pub mod context;
 pub mod deliver;
 pub mod generate;
 pub mod guard_in;
 pub mod guard_out;
 pub mod handoff;
 pub mod ingest;
+pub mod memory;
 pub mod route;
 pub mod session;
+pub mod summarize;
+pub mod tokens;
 
 use std::sync::Arc;
 use turnpike_core::Endpoints;
 use turnpike_runner::StageError;
-use turnpike_store::{SessionStore, TranscriptStore};
+use turnpike_store::{SessionStore, SummaryStore, TranscriptStore};
 
 /// Connections shared by the stages of one process: built once, cloned into each stage.
 #[derive(Clone)]
@@ -29,6 +33,8 @@ pub struct Deps {
     pub pool: turnpike_store::RedisPool,
     pub transcript: TranscriptStore,
     pub sessions: SessionStore,
+    /// Long-term copies of the sessions' running summaries.
+    pub summaries: SummaryStore,
 }
 
 impl Deps {
@@ -41,8 +47,10 @@ impl Deps {
             Arc::new(turnpike_store::connect_cql(&endpoints.cql_nodes).await.map_err(StageError::from_classified)?);
         let transcript =
             TranscriptStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
-        let sessions = SessionStore::new(cql, &endpoints.keyspace).await.map_err(StageError::from_classified)?;
-        Ok(Deps { redis, pool, transcript, sessions })
+        let sessions =
+            SessionStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
+        let summaries = SummaryStore::new(cql, &endpoints.keyspace).await.map_err(StageError::from_classified)?;
+        Ok(Deps { redis, pool, transcript, sessions, summaries })
     }
 }
 

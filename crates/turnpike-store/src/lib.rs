@@ -8,12 +8,14 @@ pub mod cql;
 pub mod migrate;
 pub mod redis_pool;
 pub mod sessions;
+pub mod summaries;
 pub mod transcript;
 
 pub use cql::{connect_cql, StoreError};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use redis_pool::RedisPool;
 pub use sessions::{SessionStore, Ticket};
+pub use summaries::{SummaryRow, SummaryStore};
 pub use transcript::{TranscriptRow, TranscriptStore};
 
 /// Opens a Redis connection manager (reconnects by itself; clone it freely).

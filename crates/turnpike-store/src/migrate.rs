@@ -17,7 +17,10 @@ pub struct Migration {
 }
 
 /// All migrations, in order. Append only.
-pub const MIGRATIONS: &[Migration] = &[Migration { id: "0001_core", cql: include_str!("../migrations/0001_core.cql") }];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { id: "0001_core", cql: include_str!("../migrations/0001_core.cql") },
+    Migration { id: "0002_summaries", cql: include_str!("../migrations/0002_summaries.cql") },
+];
 
 /// Creates the keyspace if needed and applies pending migrations. Returns the ids applied by this call.
 ///

@@ -36,6 +36,23 @@ fn llm_router(settings: &LlmSettings) -> Result<LlmRouter, LlmError> {
     Ok(LlmRouter::single("openai-compatible", OpenAiClient::new(cfg)?.into()))
 }
 
+/// Summaries made at once per assemble process, at most (more due ones wait for a later turn).
+const MAX_CONCURRENT_SUMMARIES: usize = 4;
+
+/// The assemble stage: per-tenant context policies (section `context` of `TURNPIKE_TENANTS_CONFIG`) and a
+/// summarizer calling the same LLM tiers as generate.
+fn assemble_stage(deps: Deps, llm: &LlmSettings) -> Result<assemble::Assemble, turnpike_runner::StageError> {
+    use turnpike_runner::StageError;
+    let fatal = |code: &'static str| move |e: String| StageError::fatal(code, e);
+    let policies = turnpike_core::TenantsConfig::from_env()
+        .and_then(|c| c.section::<assemble::ContextPolicy>("context"))
+        .map_err(|e| fatal("context_policy")(e.to_string()))?;
+    let router = llm_router(llm).map_err(|e| fatal("llm_config")(e.to_string()))?;
+    let summarizer = turnpike_stages::summarize::Summarizer::new(deps.clone(), router, MAX_CONCURRENT_SUMMARIES)
+        .map_err(fatal("summarizer"))?;
+    assemble::Assemble::new(deps, policies, Some(Arc::new(summarizer)))
+}
+
 /// Runtime knobs that are not topology.
 #[derive(Clone, Debug)]
 pub struct Tuning {
@@ -98,7 +115,10 @@ pub async fn run_stage(
                 .map_err(|error| RunnerError::Start { stage: "guard-in", error })?;
             run_one(stage, t, name, e, u, s).await
         }
-        "assemble" => run_one(assemble::Assemble { deps, policy: Default::default() }, t, name, e, u, s).await,
+        "assemble" => {
+            let stage = assemble_stage(deps, &llm).map_err(|error| RunnerError::Start { stage: "assemble", error })?;
+            run_one(stage, t, name, e, u, s).await
+        }
         "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
         "generate" => {
             let router = llm_router(&llm).map_err(|e| RunnerError::Fatal {

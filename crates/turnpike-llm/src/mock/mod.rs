@@ -21,6 +21,11 @@
 //!   request's format) instead of answering; once the request carries a tool result, answer
 //!   `Tool result: <the result>` (with `reply=...` too, that text is streamed before the call; scripted
 //!   faults do not apply to the tool-call reply itself);
+//! - `[[mock:recall=refund]]` (`x-mock-recall`): reply with the first sentence of the earlier messages
+//!   (system, summary, history: everything but the last user message) that contains the word, a stand-in
+//!   for a model that reads its context; `reply=...` wins over it;
+//! - a request whose last user message starts with [`SUMMARY_REQUEST_PREFIX`] is answered with a digest of
+//!   the other user messages (first sentence of each line, 12 words at most), a stand-in for a summariser;
 //! - `[[mock:ttft=500]]` (`x-mock-ttft-ms`), `[[mock:tps=20]]` (`x-mock-tokens-per-sec`),
 //!   `[[mock:tokens=100]]` (`x-mock-tokens`);
 //! - server-wide, [`MockServer::set_fault`] makes every request fail until cleared (a provider outage),
@@ -28,6 +33,10 @@
 
 pub mod script;
 pub mod text;
+
+/// A request whose last user message starts with this is a summary request: the mock answers it with a
+/// digest of the other user messages ([`text::digest`]) instead of generated filler.
+pub const SUMMARY_REQUEST_PREFIX: &str = "Summarise the conversation";
 
 mod formats;
 mod respond;
@@ -419,9 +428,8 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         return respond::error_in(format, StatusCode::BAD_REQUEST, "mock: 'messages' must not be empty");
     }
     // The last user turn *with text*: in Anthropic and Gemini, tool results are user turns too.
-    let last_user =
-        body.messages.iter().rev().find(|(role, text)| role == "user" && !text.is_empty()).map(|(_, t)| t.clone());
-    let last_user = last_user.unwrap_or_default();
+    let last_user_at = body.messages.iter().rposition(|(role, text)| role == "user" && !text.is_empty());
+    let last_user = last_user_at.map(|i| body.messages[i].1.clone()).unwrap_or_default();
     let mut script = Script::from_message(&last_user).or(Script::from_headers(headers));
     if let Some(fault) = state.counters.outage() {
         script.fault = Some(fault);
@@ -436,6 +444,28 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
 
     let cfg = &state.cfg;
     let (mut tool_call, mut reply_text) = (None, script.reply);
+    // Everything but the last user message: what a model would read as context.
+    let earlier: Vec<&str> = body
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != last_user_at)
+        .map(|(_, (_, t))| t.as_str())
+        .collect();
+    if reply_text.is_none() {
+        if let Some(word) = &script.recall {
+            reply_text = Some(text::recall(&earlier, word));
+        } else if last_user.starts_with(SUMMARY_REQUEST_PREFIX) {
+            let data: Vec<&str> = body
+                .messages
+                .iter()
+                .enumerate()
+                .filter(|(i, (role, _))| role == "user" && Some(*i) != last_user_at)
+                .map(|(_, (_, t))| t.as_str())
+                .collect();
+            reply_text = Some(text::digest(&data)).filter(|d| !d.is_empty());
+        }
+    }
     match (script.tool, &body.tool_result) {
         (Some(_), Some(result)) => reply_text = Some(format!("Tool result: {result}")),
         (Some(call), None) => tool_call = Some(call),

@@ -49,6 +49,9 @@ pub struct Script {
     /// Call this tool (`name {json arguments}`) instead of answering; once the request carries a tool
     /// result, answer `Tool result: <result>`.
     pub tool: Option<(String, String)>,
+    /// Answer with the first sentence of the request's earlier messages (system, summary, history: not
+    /// the last user message) that contains this word: a stand-in for a model that reads its context.
+    pub recall: Option<String>,
 }
 
 impl Script {
@@ -68,7 +71,7 @@ impl Script {
     }
 
     /// Reads `x-mock-reply`, `x-mock-fault`, `x-mock-ttft-ms`, `x-mock-tokens-per-sec`, `x-mock-tokens`,
-    /// `x-mock-tool`.
+    /// `x-mock-tool`, `x-mock-recall`.
     pub fn from_headers(headers: &HeaderMap) -> Script {
         let mut script = Script::default();
         for (header, key) in [
@@ -78,6 +81,7 @@ impl Script {
             ("x-mock-tokens-per-sec", "tps"),
             ("x-mock-tokens", "tokens"),
             ("x-mock-tool", "tool"),
+            ("x-mock-recall", "recall"),
         ] {
             if let Some(value) = headers.get(header).and_then(|v| v.to_str().ok()) {
                 script.set(key, value);
@@ -100,6 +104,12 @@ impl Script {
                     self.tool = Some((name.to_owned(), args.trim().to_owned()));
                 }
             }
+            "recall" => {
+                let word = value.trim();
+                if !word.is_empty() {
+                    self.recall = Some(word.to_owned());
+                }
+            }
             _ => {}
         }
     }
@@ -113,6 +123,7 @@ impl Script {
             tokens_per_sec: self.tokens_per_sec.or(fallback.tokens_per_sec),
             tokens: self.tokens.or(fallback.tokens),
             tool: self.tool.or(fallback.tool),
+            recall: self.recall.or(fallback.recall),
         }
     }
 }
@@ -134,6 +145,11 @@ mod tests {
             Some(("lookup_order".into(), r#"{"order": "42"}"#.into()))
         );
         assert_eq!(Script::from_message("[[mock:fault=bogus]] [[mock:nope=1]] [[mock:unclosed"), Script::default());
+        assert_eq!(
+            Script::from_message("what did you promise? [[mock:recall= refund ]]").recall.as_deref(),
+            Some("refund")
+        );
+        assert_eq!(Script::from_message("[[mock:recall=]]").recall, None);
     }
 
     #[test]

@@ -99,9 +99,93 @@ pub fn count_words(text: &str) -> usize {
     text.split_whitespace().count()
 }
 
+/// `text` without its `[[mock:...]]` directives (an unclosed one is kept as text).
+pub fn strip_directives(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("[[mock:") {
+        let Some(end) = rest[start..].find("]]") else { break };
+        out.push_str(&rest[..start]);
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Sentences of `text`: split after `.`, `!` or `?` followed by whitespace, and at line breaks; trimmed,
+/// list markers (`- `) removed, empty ones dropped.
+pub fn sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut start = 0;
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        for (i, &(at, c)) in chars.iter().enumerate() {
+            let next_is_space = chars.get(i + 1).is_none_or(|(_, n)| n.is_whitespace());
+            if matches!(c, '.' | '!' | '?') && next_is_space {
+                out.push(line[start..at + c.len_utf8()].to_owned());
+                start = at + c.len_utf8();
+            }
+        }
+        out.push(line[start..].to_owned());
+    }
+    out.into_iter().map(|s| s.trim().trim_start_matches("- ").trim().to_owned()).filter(|s| !s.is_empty()).collect()
+}
+
+fn has_word(sentence: &str, word: &str) -> bool {
+    sentence.split(|c: char| !c.is_alphanumeric()).any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// The recall directive's answer: the first sentence of `context` (in order) containing `word` as a
+/// whole word, ignoring case and mock directives.
+pub fn recall(context: &[&str], word: &str) -> String {
+    context
+        .iter()
+        .flat_map(|m| sentences(&strip_directives(m)))
+        .find(|s| has_word(s, word))
+        .unwrap_or_else(|| format!("I have nothing about {word} in this conversation."))
+}
+
+/// The mock's answer to a summary request: the first sentence of each line of `data` (at most 12 words,
+/// directives and `<tag>` lines removed), the last 40 such lines.
+pub fn digest(data: &[&str]) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for m in data {
+        for line in strip_directives(m).lines() {
+            let line = line.trim();
+            if line.is_empty() || (line.starts_with('<') && line.ends_with('>')) {
+                continue;
+            }
+            let Some(first) = sentences(line).into_iter().next() else { continue };
+            lines.push(first.split_whitespace().take(12).collect::<Vec<_>>().join(" "));
+        }
+    }
+    let from = lines.len().saturating_sub(40);
+    lines[from..].join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recall_finds_the_first_sentence_with_the_word() {
+        let context = [
+            "Make promises about pricing, refunds, or policies.",
+            "Summary.\n\nCommitments:\n- We will refund within 3 days of receiving your order.",
+            "Hi [[mock:reply=We will refund nothing]] there. Later refund talk.",
+        ];
+        assert_eq!(recall(&context, "refund"), "We will refund within 3 days of receiving your order.");
+        assert_eq!(recall(&context[2..], "REFUND"), "Later refund talk.", "directives are not context");
+        assert!(recall(&context, "parcel").contains("nothing about parcel"));
+    }
+
+    #[test]
+    fn digests_keep_one_short_line_per_message() {
+        let data = ["<conversation>\nUser: My name is Ana. I want help [[mock:tokens=9]] now.\nAssistant: Sure! More.\n</conversation>"];
+        assert_eq!(digest(&data), "User: My name is Ana.\nAssistant: Sure!");
+        let long = format!("User: {}", "word ".repeat(30));
+        assert_eq!(digest(&[long.as_str()]).split_whitespace().count(), 12);
+    }
 
     #[test]
     fn generation_is_deterministic_and_sized() {
