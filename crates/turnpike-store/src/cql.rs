@@ -91,3 +91,23 @@ pub(crate) fn request_error(e: ExecutionError) -> StoreError {
         StoreError::Cql(e.to_string())
     }
 }
+
+/// Runs a prepared SELECT page by page and collects its rows (a session's partition: bounded).
+pub(crate) async fn collect_rows<T>(
+    session: &Session,
+    stmt: &scylla::statement::prepared::PreparedStatement,
+    values: impl scylla::serialize::row::SerializeRow,
+) -> Result<Vec<T>, StoreError>
+where
+    T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+{
+    use futures::TryStreamExt;
+    let pager =
+        session.execute_iter(stmt.clone(), values).await.map_err(|e| StoreError::CqlUnavailable(e.to_string()))?;
+    pager
+        .rows_stream::<T>()
+        .map_err(|e| StoreError::Cql(e.to_string()))?
+        .try_collect()
+        .await
+        .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+}

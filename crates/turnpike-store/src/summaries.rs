@@ -2,7 +2,7 @@
 //! the session is active). Rows are keyed by (tenant, session) and clustered by the last turn they cover,
 //! newest first, so writing a summary again is an idempotent upsert and the latest is one single-row read.
 
-use crate::cql::{prepare_idempotent, request_error, StoreError};
+use crate::cql::{collect_rows, prepare_idempotent, request_error, StoreError};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
@@ -83,17 +83,6 @@ impl SummaryStore {
 
     /// Every summary of a session, newest first (a session has a few dozen at most: one per ten messages).
     pub async fn history(&self, tenant_id: &str, session_id: &str) -> Result<Vec<SummaryRow>, StoreError> {
-        use futures::TryStreamExt;
-        let pager = self
-            .session
-            .execute_iter(self.all.clone(), (tenant_id, session_id))
-            .await
-            .map_err(|e| StoreError::CqlUnavailable(e.to_string()))?;
-        pager
-            .rows_stream::<SummaryRow>()
-            .map_err(|e| StoreError::Cql(e.to_string()))?
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+        collect_rows(&self.session, &self.all, (tenant_id, session_id)).await
     }
 }

@@ -1,8 +1,7 @@
 //! Transcript access. Rows are keyed by (tenant, session) and clustered by (seq, role), so appends are
 //! idempotent upserts and a session's history reads back in turn order from one partition.
 
-use crate::cql::{prepare_idempotent, request_error, StoreError};
-use futures::TryStreamExt;
+use crate::cql::{collect_rows, prepare_idempotent, request_error, StoreError};
 use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlTimestamp;
@@ -90,16 +89,6 @@ impl TranscriptStore {
         stmt: &PreparedStatement,
         values: impl scylla::serialize::row::SerializeRow,
     ) -> Result<Vec<TranscriptRow>, StoreError> {
-        let pager = self
-            .session
-            .execute_iter(stmt.clone(), values)
-            .await
-            .map_err(|e| StoreError::CqlUnavailable(e.to_string()))?;
-        pager
-            .rows_stream::<TranscriptRow>()
-            .map_err(|e| StoreError::Cql(e.to_string()))?
-            .try_collect()
-            .await
-            .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+        collect_rows(&self.session, stmt, values).await
     }
 }
