@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod knowledge;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -68,6 +69,11 @@ enum Command {
         /// User id (the session id is `<user>:<conversation>`).
         #[arg(long, default_value = "you")]
         user: String,
+    },
+    /// A tenant's knowledge base: ingest help pages, try searches, remove pages.
+    Knowledge {
+        #[command(subcommand)]
+        action: knowledge::KnowledgeAction,
     },
     /// Everything a fresh cluster needs: validate, create topics, register schemas, migrate.
     Setup {
@@ -250,6 +256,7 @@ fn main() -> ExitCode {
                 chat::chat(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints, tenant, user)
                     .await
             }
+            Command::Knowledge { action } => knowledge::run(action),
             Command::Setup { replication } => {
                 admin::apply(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
                 admin::register(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
