@@ -10,6 +10,7 @@
 
 mod benign;
 mod data;
+mod output_eval;
 mod pii_gen;
 
 use std::path::PathBuf;
@@ -32,7 +33,7 @@ fn pct(a: usize, b: usize) -> String {
 }
 
 /// Which half of each attack set to report. Benign sets are always reported whole.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Split {
     Dev,
     Heldout,
@@ -131,6 +132,7 @@ fn run() -> Result<(), String> {
     let benign: Vec<(&data::Dataset, usize)> =
         sets.iter().filter(|s| !s.attacks).map(|s| (s, s.items.iter().filter(|t| flagged(t)).count())).collect();
 
+    let splits_out = splits.clone();
     for split in splits {
         println!("\n## Injection check, {} split (threshold {})\n", split.label(), compiled.policy.injection.threshold);
         println!("| data set | label | n | flagged | recall | FPR |\n|---|---|---|---|---|---|");
@@ -183,6 +185,40 @@ fn run() -> Result<(), String> {
     }
 
     pii_eval(&guard, &compiled, &sets);
+    for split in &splits_out {
+        output_report(&pyrit, &guard, &compiled, *split)?;
+    }
+    Ok(())
+}
+
+fn output_report(
+    pyrit: &std::path::Path,
+    guard: &Guard,
+    compiled: &CompiledPolicy,
+    split: Split,
+) -> Result<(), String> {
+    println!(
+        "\n## Output content-safety check, {} split (PyRIT {} scorer_evals/harm: human-labelled model replies)\n",
+        split.label(),
+        data::PYRIT.version
+    );
+    println!("harmful = mean human score >= 0.5, harmless = 0; in-between rows are not scored.\n");
+    println!("| set | harmful n | recall | harmless n | FPR | precision | not scored |\n|---|---|---|---|---|---|---|");
+    let (mut tp, mut p, mut fp, mut n) = (0, 0, 0, 0);
+    for s in output_eval::score(pyrit, guard, compiled, |t| split.keeps(t))? {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            s.category,
+            s.harmful,
+            pct(s.harmful_flagged, s.harmful),
+            s.harmless,
+            pct(s.harmless_flagged, s.harmless),
+            pct(s.harmful_flagged, s.harmful_flagged + s.harmless_flagged),
+            s.unsure
+        );
+        (tp, p, fp, n) = (tp + s.harmful_flagged, p + s.harmful, fp + s.harmless_flagged, n + s.harmless);
+    }
+    println!("\nPooled: recall {}, FPR {}, precision {}", pct(tp, p), pct(fp, n), pct(tp, tp + fp));
     Ok(())
 }
 
