@@ -123,10 +123,10 @@ ensure_redis_installed() {
   local t
   t=$(now)
   export DEBIAN_FRONTEND=noninteractive
-  if ! as_root apt-get install -y -q redis-server </dev/null >"$LOGS/apt.log" 2>&1; then
+  if ! as_root apt-get -o DPkg::Lock::Timeout=300 install -y -q redis-server </dev/null >"$LOGS/apt.log" 2>&1; then
     log "apt-get install failed; running apt-get update and retrying"
-    as_root apt-get update -q </dev/null >>"$LOGS/apt.log" 2>&1 || true
-    as_root apt-get install -y -q redis-server </dev/null >>"$LOGS/apt.log" 2>&1 \
+    as_root apt-get -o DPkg::Lock::Timeout=300 update -q </dev/null >>"$LOGS/apt.log" 2>&1 || true
+    as_root apt-get -o DPkg::Lock::Timeout=300 install -y -q redis-server </dev/null >>"$LOGS/apt.log" 2>&1 \
       || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install redis-server failed"; }
   fi
   command -v redis-server >/dev/null 2>&1 || die "redis-server still not on PATH after install"

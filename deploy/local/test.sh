@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command. On a fresh machine it installs and starts the local stack (Kafka, Cassandra,
-# schema registry, Redis), prepares it (topics, schemas, migrations) and runs every test of the workspace.
+# schema registry, Redis) and the test tools (Chromium, a Python venv), prepares the stack (topics, schemas,
+# migrations) and runs every test of the workspace.
 # Extra arguments go to `cargo test` (e.g. `deploy/local/test.sh -p turnpike-topology`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,6 +13,9 @@ mkdir -p "$STATE/logs"
 # JVMs mostly wait on I/O while rustc uses the cores.
 deploy/local/stack.sh start > "$STATE/logs/stack-start.out" 2>&1 &
 STACK_PID=$!
+# Chromium + ChromeDriver (browser test) and the Python venv (Kafka client test), also in the background.
+deploy/local/test-deps.sh > "$STATE/logs/test-deps.out" 2>&1 &
+DEPS_PID=$!
 
 cargo test --workspace --no-run "$@"
 cargo build -p turnpike --bin turnpike
@@ -22,6 +26,12 @@ if ! wait "$STACK_PID"; then
     exit 1
 fi
 cat "$STATE/logs/stack-start.out"
+if ! wait "$DEPS_PID"; then
+    echo "The test dependencies (chromium, python venv) could not be installed:" >&2
+    cat "$STATE/logs/test-deps.out" >&2
+    exit 1
+fi
+cat "$STATE/logs/test-deps.out"
 eval "$(deploy/local/stack.sh env)"
 
 target/debug/turnpike setup
