@@ -47,11 +47,7 @@ async fn each_tenant_gets_its_own_guard_policy_and_every_trigger_is_audited() {
     const OTHERS: &[&str] = &["ingest", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
     let p = Pipeline::start_stages(OTHERS, MockConfig::instant()).await;
     let config = std::env::temp_dir().join(format!("{}-tenants.toml", p.prefix));
-    std::fs::write(
-        &config,
-        "[tenants.strict.guard.topics]\ndenied = [\"crypto\"]\naction = \"handoff\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[tenants.strict.guard.topics]\ndenied = [\"crypto\"]\naction = \"handoff\"\n").unwrap();
     let log = std::env::temp_dir().join(format!("{}-guard-in.log", p.prefix));
     let mut guard_in = p.spawn_stage_with_env("guard-in", &unique("gi"), &log, &[("TURNPIKE_TENANTS_CONFIG", &config)]);
     let question = "Can I pay for my order with crypto?";
