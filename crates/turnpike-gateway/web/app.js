@@ -259,6 +259,7 @@
       message_too_large: 'That message is too long. Please shorten it.',
       unavailable: 'The service did not answer. Your message was not sent: send it again.',
       events_expired: 'Part of the earlier conversation is no longer available.',
+      too_many_conversations: 'Too many conversations are open in this window. Reload the page.',
     }[ev.code] || ev.message || 'Something went wrong.';
     return showError(text, ev.code);
   }
@@ -348,7 +349,6 @@
       idle = true;
       return setConnection('offline', 'Disconnected while idle');
     }
-    if (e.code === 1008 || e.code === 1009) showError('The server refused a message from this page.', 'connection');
     if (!opened) {
       // A refused upgrade looks like any network failure to a WebSocket: ask over HTTP what went wrong.
       const refusal = await probe();
