@@ -121,7 +121,7 @@ async fn run(
 ) {
     let (mut sink, mut stream) = pubsub.split();
     let mut subscribed: HashSet<String> = HashSet::new();
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let healthy = tokio::select! {
@@ -143,7 +143,8 @@ async fn run(
                 None => false,
             },
             _ = ping.tick() => {
-                matches!(tokio::time::timeout(PING_TIMEOUT, sink.ping::<String>()).await, Ok(Ok(_)))
+                // A subscribed connection answers PING with an array, an idle one with PONG: any answer will do.
+                matches!(tokio::time::timeout(PING_TIMEOUT, sink.ping::<redis::Value>()).await, Ok(Ok(_)))
             }
         };
         if healthy {

@@ -132,6 +132,9 @@ pub struct Settings {
     pub endpoints: Endpoints,
     /// Static group membership id for the outbound consumer.
     pub instance_id: Option<String>,
+    /// Run the outbound consumer in this instance (normally yes; a deployment may leave it to some
+    /// instances only, since any instance's consumer serves every instance's clients).
+    pub consume_outbound: bool,
 }
 
 /// Why a gateway cannot start or stopped.
@@ -166,7 +169,7 @@ pub async fn start(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> Result<Running, GatewayError> {
-    let Settings { config, limits, topology, endpoints, instance_id } = settings;
+    let Settings { config, limits, topology, endpoints, instance_id, consume_outbound } = settings;
     config.check()?;
     let auth = auth::Authenticator::new(&config.auth)?;
     let inbound_topic = topology
@@ -202,6 +205,9 @@ pub async fn start(
         let stage = stage::GatewayStage::new(app.pool.clone(), app.cfg.events.clone());
         let stop = stop.clone();
         tokio::spawn(async move {
+            if !consume_outbound {
+                return Ok(());
+            }
             let result = turnpike_runner::run(stage, runner_cfg, stop.clone()).await;
             stop.cancel();
             result

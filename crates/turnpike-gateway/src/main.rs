@@ -37,6 +37,9 @@ struct Cli {
     /// Static consumer-group member id of this instance's outbound consumer.
     #[arg(long, env = "TURNPIKE_INSTANCE_ID")]
     instance_id: Option<String>,
+    /// Do not run the outbound consumer here (other instances' consumers serve this one's clients too).
+    #[arg(long)]
+    no_outbound_consumer: bool,
 }
 
 /// Longest time from SIGTERM to exit: the consumer's drain plus room for commit and close.
@@ -97,6 +100,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         topology: Arc::new(topology),
         endpoints: Endpoints::from_env(),
         instance_id: cli.instance_id,
+        consume_outbound: !cli.no_outbound_consumer,
     };
     let running = turnpike_gateway::start(settings, listener, shutdown).await?;
     running.task.await??;

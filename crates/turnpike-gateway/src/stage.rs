@@ -56,15 +56,15 @@ fn redis_err(e: redis::RedisError) -> StageError {
     StageError::retryable("redis", e.to_string())
 }
 
-impl Stage for GatewayStage {
-    type In = OutboundReply;
-
-    async fn process(&self, r: OutboundReply, _out: &mut Emitter) -> Result<(), StageError> {
+impl GatewayStage {
+    /// The stage's side effect for one record (charge, append, notify); true when the event was appended
+    /// now, false when it was skipped (not a gateway channel) or already there.
+    pub async fn deliver(&self, r: &OutboundReply) -> Result<bool, StageError> {
         if !is_gateway_channel(&r.channel) {
             metrics::counter!("turnpike_gateway_replies_skipped_total").increment(1);
-            return Ok(());
+            return Ok(false);
         }
-        let id = entry_id(&r).map_err(|e| StageError::poison("invalid_reply", e))?;
+        let id = entry_id(r).map_err(|e| StageError::poison("invalid_reply", e))?;
         let (user, conversation) = split_session(&r.session_id)
             .ok_or_else(|| StageError::poison("invalid_reply", "session id is not `user:conversation`"))?;
         if r.kind == OutboundKind::Final {
@@ -86,13 +86,21 @@ impl Stage for GatewayStage {
             .arg(notify_channel(&r.tenant_id, &r.session_id))
             .arg(&r.turn_id)
             .arg(kind_name(r.kind))
-            .arg(event_json(&r, conversation))
+            .arg(event_json(r, conversation))
             .invoke_async(&mut conn)
             .await
             .map_err(redis_err)?;
         let outcome = if appended == 1 { "appended" } else { "duplicate" };
         metrics::counter!("turnpike_gateway_events_total", "outcome" => outcome, "kind" => kind_name(r.kind))
             .increment(1);
-        Ok(())
+        Ok(appended == 1)
+    }
+}
+
+impl Stage for GatewayStage {
+    type In = OutboundReply;
+
+    async fn process(&self, r: OutboundReply, _out: &mut Emitter) -> Result<(), StageError> {
+        self.deliver(&r).await.map(|_| ())
     }
 }
