@@ -30,6 +30,11 @@ pub fn stream_key(tenant: &str, session: &str) -> String {
     format!("tp:gw:{{{tenant}:{session}}}:events")
 }
 
+/// The newest event id trimmed from a session's stream (absent while nothing was trimmed).
+pub fn trim_mark_key(tenant: &str, session: &str) -> String {
+    format!("tp:gw:{{{tenant}:{session}}}:trimmed")
+}
+
 /// The pub/sub channel announcing new events of one session.
 pub fn notify_channel(tenant: &str, session: &str) -> String {
     format!("tp:gw:{{{tenant}:{session}}}:notify")

@@ -7,7 +7,7 @@
 //! is the same code path: the start is the id the client last received. Memory per connection is bounded:
 //! events are read in pages of [`PAGE`] only when the connection is ready to send them.
 
-use crate::events::{notify_channel, stream_key, with_id, EventId};
+use crate::events::{notify_channel, stream_key, trim_mark_key, with_id, EventId};
 use crate::hub::Subscription;
 use crate::App;
 use std::collections::HashMap;
@@ -79,7 +79,7 @@ impl Feed {
                 let last = last.first().and_then(|(id, _)| id.parse().ok()).unwrap_or(EventId::START);
                 (last, false)
             }
-            Start::After(id) => (id, id != EventId::START && trimmed_after(&mut conn, &key, id).await?),
+            Start::After(id) => (id, id != EventId::START && trimmed_after(&mut conn, tenant, session, id).await?),
         };
         let feed = Feed {
             conversation: conversation.to_string(),
@@ -129,19 +129,14 @@ impl Feed {
     }
 }
 
-/// Whether events after `id` are gone: trimmed by the length cap (Redis 7 records the largest deleted id),
+/// Whether events after `id` are gone: trimmed by the length cap (the stage records the newest trimmed id),
 /// or the whole stream expired.
-async fn trimmed_after(conn: &mut RedisPool, key: &str, id: EventId) -> Result<bool, String> {
-    let exists: bool = redis::cmd("EXISTS").arg(key).query_async(conn).await.map_err(|e| e.to_string())?;
-    if !exists {
-        return Ok(true);
-    }
-    let info: HashMap<String, redis::Value> =
-        redis::cmd("XINFO").arg("STREAM").arg(key).query_async(conn).await.map_err(|e| e.to_string())?;
-    let max_deleted = match info.get("max-deleted-entry-id") {
-        Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).parse::<EventId>().ok(),
-        Some(redis::Value::SimpleString(s)) => s.parse::<EventId>().ok(),
-        _ => None,
-    };
-    Ok(max_deleted.is_some_and(|d| d > id))
+async fn trimmed_after(conn: &mut RedisPool, tenant: &str, session: &str, id: EventId) -> Result<bool, String> {
+    let (exists, mark): (bool, Option<String>) = redis::pipe()
+        .exists(stream_key(tenant, session))
+        .get(trim_mark_key(tenant, session))
+        .query_async(conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(!exists || mark.and_then(|m| m.parse::<EventId>().ok()).is_some_and(|m| m > id))
 }

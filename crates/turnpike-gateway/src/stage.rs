@@ -18,22 +18,32 @@
 //! in Redis for nobody.
 
 use crate::config::EventsConfig;
-use crate::events::{entry_id, event_json, is_gateway_channel, kind_name, notify_channel, split_session, stream_key};
+use crate::events::{
+    entry_id, event_json, is_gateway_channel, kind_name, notify_channel, split_session, stream_key, trim_mark_key,
+};
 use crate::limiter::Limiter;
 use redis::Script;
 use turnpike_runner::{Emitter, Stage, StageError};
 use turnpike_schemas::{OutboundKind, OutboundReply};
 use turnpike_store::RedisPool;
 
-/// KEYS: the stream. ARGV: entry id, max length, ttl seconds, channel, turn id, kind, event JSON.
-/// Returns 1 when appended (and published), 0 when the id is not above the stream's last (a duplicate).
+/// KEYS: the stream, its trim mark. ARGV: entry id, max length, ttl seconds, channel, turn id, kind, event
+/// JSON. Returns 1 when appended (and published), 0 when the id is not above the stream's last (a duplicate).
+/// Trimming records the newest trimmed id, so a resume from before it can be told that events are missing.
 const APPEND: &str = r"
-local ok = redis.pcall('XADD', KEYS[1], 'MAXLEN', ARGV[2], ARGV[1], 't', ARGV[5], 'k', ARGV[6], 'e', ARGV[7])
+local ok = redis.pcall('XADD', KEYS[1], ARGV[1], 't', ARGV[5], 'k', ARGV[6], 'e', ARGV[7])
 if type(ok) == 'table' and ok.err then
   if string.find(ok.err, 'equal or smaller', 1, true) then return 0 end
   return redis.error_reply(ok.err)
 end
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
+if excess > 0 then
+  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
+  redis.call('SET', KEYS[2], old[#old][1])
+  redis.call('XTRIM', KEYS[1], 'MAXLEN', ARGV[2])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[1])
 return 1
 ";
@@ -80,6 +90,7 @@ impl GatewayStage {
         let appended: i64 = self
             .append
             .key(stream_key(&r.tenant_id, &r.session_id))
+            .key(trim_mark_key(&r.tenant_id, &r.session_id))
             .arg(id.to_string())
             .arg(self.events.max_len)
             .arg(self.events.ttl_secs)

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use std::time::Duration;
 use turnpike_core::Endpoints;
 use turnpike_gateway::config::{EventsConfig, TenantLimits};
-use turnpike_gateway::events::{notify_channel, stream_key};
+use turnpike_gateway::events::{notify_channel, stream_key, trim_mark_key};
 use turnpike_gateway::limiter::{Admission, Limiter, Scope, Window};
 use turnpike_gateway::stage::GatewayStage;
 use turnpike_schemas::{OutboundKind, OutboundReply, Usage};
@@ -153,4 +153,7 @@ async fn appends_are_idempotent_capped_expiring_and_announced_once() {
     }
     let len: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await.unwrap();
     assert_eq!(len, 5);
+    // ... and the newest trimmed id is recorded, so a resume from before it learns events are missing.
+    let mark: String = redis::cmd("GET").arg(trim_mark_key(&tenant, &session)).query_async(&mut conn).await.unwrap();
+    assert_eq!(mark, "3-8", "kept: 3-24 .. 3-88");
 }

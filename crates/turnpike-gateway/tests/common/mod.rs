@@ -129,6 +129,11 @@ impl Stack {
 
     /// Like [`Stack::start`]; `consume[i]` says whether instance i runs the outbound consumer.
     pub async fn start_with(limits: TenantLimits, consume: [bool; 2]) -> Stack {
+        Self::start_custom(limits, consume, |_| {}).await
+    }
+
+    /// Like [`Stack::start_with`], with the instances' configuration adjusted by `configure`.
+    pub async fn start_custom(limits: TenantLimits, consume: [bool; 2], configure: fn(&mut GatewayConfig)) -> Stack {
         let base = Topology::load(&root().join("topology/turnpike.toml")).unwrap();
         base.validate(&root().join("schemas")).unwrap();
         let topo = Arc::new(base.prefixed(&unique("gw")));
@@ -151,8 +156,10 @@ impl Stack {
         let mut gateways = Vec::new();
         for (i, consume_outbound) in consume.into_iter().enumerate() {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+            let mut config = gateway_config(&tenant_a, &tenant_b);
+            configure(&mut config);
             let settings = turnpike_gateway::Settings {
-                config: gateway_config(&tenant_a, &tenant_b),
+                config,
                 limits: PerTenant::uniform(limits.clone()),
                 topology: topo.clone(),
                 endpoints: endpoints.clone(),
