@@ -138,7 +138,19 @@ impl Stack {
         base.validate(&root().join("schemas")).unwrap();
         let topo = Arc::new(base.prefixed(&unique("gw")));
         let endpoints = Endpoints::from_env();
-        turnpike_topology::apply::apply(&topo, &endpoints.kafka_bootstrap, Duration::from_secs(30)).await.expect(HINT);
+        // A loaded broker can report a topic it just created without partitions yet; applying again (it is
+        // idempotent) checks the topics once their metadata is there.
+        let mut applied = Err(None);
+        for _ in 0..3 {
+            match turnpike_topology::apply::apply(&topo, &endpoints.kafka_bootstrap, Duration::from_secs(30)).await {
+                Ok(_) => {
+                    applied = Ok(());
+                    break;
+                }
+                Err(e) => applied = Err(Some(e)),
+            }
+        }
+        applied.map_err(|e| e.map(|e| e.to_string())).expect(HINT);
         let mock = turnpike_llm::mock::spawn(turnpike_llm::mock::MockConfig::instant()).await.unwrap();
         let deps = turnpike_stages::Deps::connect(&endpoints).await.expect(HINT);
         let shutdown = CancellationToken::new();
