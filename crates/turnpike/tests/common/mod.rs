@@ -192,6 +192,14 @@ impl Pipeline {
     }
 }
 
+/// A test that panics drops its pipeline without `stop`: cancel it anyway, or the stages' Kafka poll
+/// threads keep the test runtime (and so the test binary) from ever finishing.
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
 pub fn producer(ep: &Endpoints) -> FutureProducer {
     ClientConfig::new()
         .set("bootstrap.servers", &ep.kafka_bootstrap)
