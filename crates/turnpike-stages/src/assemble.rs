@@ -217,6 +217,8 @@ pub struct Assemble {
     pub policies: PerTenant<ContextPolicy>,
     /// `None`: no summaries (memory keeps only the most recent messages that fit).
     pub summarizer: Option<Arc<Summarizer>>,
+    /// `None`: no retrieval ([`Assemble::with_knowledge`]).
+    pub knowledge: Option<crate::retrieve::Knowledge>,
 }
 
 impl Assemble {
@@ -231,7 +233,7 @@ impl Assemble {
             p.validate()
                 .map_err(|e| StageError::fatal("context_policy", format!("{}: {e}", tenant.unwrap_or("defaults"))))?;
         }
-        Ok(Assemble { deps, policies, summarizer })
+        Ok(Assemble { deps, policies, summarizer, knowledge: None })
     }
 }
 
@@ -253,9 +255,17 @@ impl Stage for Assemble {
                 .map(|m| (m.clone(), counter.message(&m.content)))
                 .collect();
             let history: Vec<(ChatMessage, usize)> = earlier.iter().map(|(m, t)| (m.chat(), *t)).collect();
-            // Knowledge slot: the retrieval index fills this (best first); none yet.
-            let passages: Vec<Passage> = Vec::new();
-            let a = build_counted(&counter, policy, mem.summary.as_ref(), &passages, &history, &turn.text);
+            // Knowledge for this question (and the previous one, for follow-ups): see crate::retrieve.
+            let knowledge = match &self.knowledge {
+                Some(k) => {
+                    let previous = history.iter().rev().find(|(m, _)| m.role == Role::User);
+                    k.for_turn(&turn.tenant_id, &turn.text, previous.map(|(m, _)| m.content.as_str())).await
+                }
+                None => Default::default(),
+            };
+            let mut a =
+                build_counted(&counter, policy, mem.summary.as_ref(), &knowledge.passages, &history, &turn.text);
+            a.citations = knowledge.citations(std::mem::take(&mut a.citations));
             let mut redis = self.deps.pool.clone();
             let key = pending_user_key(&turn.tenant_id, &turn.session_id, &turn.turn_id);
             let _: () = redis::cmd("SET")

@@ -14,6 +14,7 @@ pub mod guard_out;
 pub mod handoff;
 pub mod ingest;
 pub mod memory;
+pub mod retrieve;
 pub mod route;
 pub mod session;
 pub mod summarize;

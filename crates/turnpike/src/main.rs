@@ -111,6 +111,10 @@ struct RunArgs {
     /// Records in flight per partition before it is paused.
     #[arg(long, default_value_t = 512)]
     max_in_flight_per_partition: usize,
+    /// Root of the per-tenant knowledge indexes (`turnpike knowledge ingest`): assemble retrieves from it.
+    /// Without it, prompts carry no knowledge.
+    #[arg(long, env = "TURNPIKE_KNOWLEDGE_DIR")]
+    knowledge_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -212,6 +216,7 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
         max_in_flight_per_partition: run.max_in_flight_per_partition,
         instance_id: run.instance_id.clone(),
         dlq_max_per_minute: None,
+        knowledge_dir: run.knowledge_dir.clone(),
     };
     match stage {
         Some(name) => {

@@ -39,9 +39,14 @@ fn llm_router(settings: &LlmSettings) -> Result<LlmRouter, LlmError> {
 /// Summaries made at once per assemble process, at most (more due ones wait for a later turn).
 const MAX_CONCURRENT_SUMMARIES: usize = 4;
 
-/// The assemble stage: per-tenant context policies (section `context` of `TURNPIKE_TENANTS_CONFIG`) and a
-/// summarizer calling the same LLM tiers as generate.
-fn assemble_stage(deps: Deps, llm: &LlmSettings) -> Result<assemble::Assemble, turnpike_runner::StageError> {
+/// The assemble stage: per-tenant context policies (section `context` of `TURNPIKE_TENANTS_CONFIG`), a
+/// summarizer calling the same LLM tiers as generate, and retrieval from the knowledge indexes under
+/// `knowledge_dir` (section `knowledge`), when there is one.
+fn assemble_stage(
+    deps: Deps,
+    llm: &LlmSettings,
+    knowledge_dir: Option<&std::path::Path>,
+) -> Result<assemble::Assemble, turnpike_runner::StageError> {
     use turnpike_runner::StageError;
     let fatal = |code: &'static str| move |e: String| StageError::fatal(code, e);
     let policies = turnpike_core::TenantsConfig::from_env()
@@ -50,7 +55,11 @@ fn assemble_stage(deps: Deps, llm: &LlmSettings) -> Result<assemble::Assemble, t
     let router = llm_router(llm).map_err(|e| fatal("llm_config")(e.to_string()))?;
     let summarizer = turnpike_stages::summarize::Summarizer::new(deps.clone(), router, MAX_CONCURRENT_SUMMARIES)
         .map_err(fatal("summarizer"))?;
-    assemble::Assemble::new(deps, policies, Some(Arc::new(summarizer)))
+    let stage = assemble::Assemble::new(deps, policies, Some(Arc::new(summarizer)))?;
+    Ok(match knowledge_dir {
+        Some(dir) => stage.with_knowledge(turnpike_stages::retrieve::Knowledge::load(dir)?),
+        None => stage,
+    })
 }
 
 /// Runtime knobs that are not topology.
@@ -62,11 +71,13 @@ pub struct Tuning {
     pub instance_id: Option<String>,
     /// Dead letters per minute before a stage stops (default: the runner's).
     pub dlq_max_per_minute: Option<u32>,
+    /// Root of the per-tenant knowledge indexes (`turnpike knowledge ingest`); `None`: no retrieval.
+    pub knowledge_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { max_in_flight_per_partition: 512, instance_id: None, dlq_max_per_minute: None }
+        Tuning { max_in_flight_per_partition: 512, instance_id: None, dlq_max_per_minute: None, knowledge_dir: None }
     }
 }
 
@@ -116,7 +127,8 @@ pub async fn run_stage(
             run_one(stage, t, name, e, u, s).await
         }
         "assemble" => {
-            let stage = assemble_stage(deps, &llm).map_err(|error| RunnerError::Start { stage: "assemble", error })?;
+            let stage = assemble_stage(deps, &llm, u.knowledge_dir.as_deref())
+                .map_err(|error| RunnerError::Start { stage: "assemble", error })?;
             run_one(stage, t, name, e, u, s).await
         }
         "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
