@@ -21,16 +21,34 @@
 //! `budget_message` and `finish_reason = "budget_exceeded"`, without calling the LLM. With `[[tools]]`,
 //! the model's tool calls run between rounds (idempotent per turn, see [`turnpike_llm::tools`]); a model
 //! still calling tools after `max_tool_rounds` ends like a failed answer (apology, incomplete, handoff).
+//!
+//! Escalation (policy: the tenant's `route.escalation`, see [`crate::route::policy`]). A turn routed to the
+//! cheap tier whose call fails, or finishes without any text, is retried once on the capable tier with
+//! the capable model: nothing has been shown yet, so the switch is invisible except for its latency. Every
+//! chunk of the turn then carries the tier that answered (`tier = "capable"`, the routed record says
+//! `cheap`), the session's signals record `escalated` for the turn, and
+//! `turnpike_route_escalations_total{from,to,reason}` counts it (reason `failure` or `empty`); an empty
+//! cheap answer's tokens are paid and settled before the capable call reserves its own budget.
+//! Low confidence is judged on the finished reply — it hedges (`escalation.low_confidence_phrases`: "I'm
+//! not sure", "I don't know", ...) or was cut by the output cap (`finish_reason = length`) — and cannot
+//! be retracted: text is streamed as it arrives, and holding it back to check would add the time to the
+//! end of the reply (a hedge is not confined to the first sentence) to every cheap turn's first token.
+//! So it is recorded instead (`low_confidence` signal, `turnpike_route_low_confidence_total{tier,reason}`)
+//! and the session's *next* turn goes to the capable tier (route's `previous_low_confidence` rule).
+//! Signals are best effort here: a Redis error writing one is logged and counted, never fails the turn.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::route::{signals, CompiledRoute, SignalKind, Tier};
 use crate::{session, Deps};
 use futures::StreamExt;
 use redis::AsyncCommands;
-use turnpike_core::{Classify, ErrorClass};
+use turnpike_core::{Classify, ErrorClass, PerTenant};
 use turnpike_llm::tools::stream_with_tools;
-use turnpike_llm::{BudgetError, Budgets, ChatMessage as LlmMessage, ChatRequest, LlmEvent, LlmRouter, Reservation};
+use turnpike_llm::{
+    Answer, BudgetError, Budgets, ChatMessage as LlmMessage, ChatRequest, LlmEvent, LlmRouter, Reservation,
+};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{ChunkKind, HandoffKind, HandoffRequest, ReplyChunk, Role, RoutedPrompt, TurnAction, Usage};
 
@@ -48,6 +66,8 @@ pub struct Generate {
     pub turn_deadline: Duration,
     pub apology: String,
     pub budget_message: String,
+    /// Each tenant's routing policy: its escalation settings and capable model.
+    pub routes: PerTenant<CompiledRoute>,
 }
 
 impl Generate {
@@ -66,6 +86,7 @@ impl Generate {
                 .into(),
             budget_message: "I'm sorry, this service has reached its usage limit for today. Please try again later."
                 .into(),
+            routes: PerTenant::default(),
         }
     }
 }
@@ -76,6 +97,9 @@ struct Chunks<'a> {
     next: i32,
     redis: redis::aio::ConnectionManager,
     counter: String,
+    /// The tier and model answering: the routed ones, or the capable ones after an escalation.
+    tier: String,
+    model: String,
 }
 
 impl Chunks<'_> {
@@ -102,7 +126,7 @@ impl Chunks<'_> {
             kind,
             text,
             action: self.p.action,
-            tier: Some(self.p.tier.clone()),
+            tier: Some(self.tier.clone()),
             citations: if kind == ChunkKind::Final { self.p.citations.clone() } else { vec![] },
             channel: self.p.channel.clone(),
             received_at_ms: self.p.received_at_ms,
@@ -136,10 +160,15 @@ impl Stage for Generate {
         let counter = session::key(&p.tenant_id, &p.session_id, &format!("turn:{}:gen", p.turn_id));
         let mut redis = self.deps.redis.clone();
         let already: Option<i32> = redis.get(&counter).await.map_err(crate::redis_err)?;
-        let mut chunks = Chunks { p: &p, next: already.unwrap_or(0), redis, counter };
+        let (tier, model) = (p.tier.clone(), p.model.clone());
+        let mut chunks = Chunks { p: &p, next: already.unwrap_or(0), redis, counter, tier, model };
         if already.is_some_and(|n| n > 0) {
-            // Redelivered after text already left: end it, never restart it.
+            // Redelivered after text already left: end it, never restart it (on the tier that answered).
             metrics::counter!("turnpike_generate_resumed_incomplete_total").increment(1);
+            if signals::has(&self.deps, &p.tenant_id, &p.session_id, p.seq, SignalKind::Escalated).await? {
+                chunks.tier = Tier::Capable.name().into();
+                chunks.model = self.routes.get(&p.tenant_id).policy.capable_model.clone();
+            }
             return self.give_up(Ok(()), &mut chunks, out, &p).await;
         }
         if p.action != TurnAction::Proceed {
@@ -147,7 +176,7 @@ impl Stage for Generate {
             fin.finish_reason = Some(format!("{:?}", p.action).to_lowercase());
             return out.emit(&fin).await;
         }
-        let req = ChatRequest {
+        let mut req = ChatRequest {
             model: p.model.clone(),
             messages: p
                 .messages
@@ -168,52 +197,20 @@ impl Stage for Generate {
             // Set by the tool loop, when tools are configured.
             tools: Vec::new(),
         };
-        let chain = self.llm.chain(&p.tier);
-        let reservation = match self.reserve(chain, &req, &p).await? {
-            Ok(reservation) => reservation,
-            Err(refusal) => {
-                tracing::info!(tenant = %p.tenant_id, %refusal, "Turn refused by its budget.");
-                metrics::counter!("turnpike_budget_refusals_total", "tier" => p.tier.clone()).increment(1);
-                let mut fin = chunks.make(ChunkKind::Final, self.budget_message.clone());
-                fin.finish_reason = Some("budget_exceeded".into());
-                return out.emit(&fin).await;
-            }
-        };
-        let started = Instant::now();
-        let failure = |e: &turnpike_llm::LlmError, emitted: bool| -> Result<(), StageError> {
-            metrics::counter!("turnpike_llm_errors_total", "code" => e.code()).increment(1);
-            let overdue = now_ms() - p.received_at_ms > self.turn_deadline.as_millis() as i64;
-            if !emitted && e.class() == ErrorClass::Retryable && !overdue {
-                return Err(StageError::retryable(e.code(), e.to_string()));
-            }
-            Ok(())
-        };
-        let streamed = match &self.llm.tools {
-            Some(tools) => {
-                stream_with_tools(Arc::clone(chain), Arc::clone(tools), req.clone(), p.turn_id.clone()).await
-            }
-            None => chain.stream(&req).await,
-        };
-        let answer = match streamed {
-            Ok(answer) => answer,
-            Err(e) => {
-                let retry = failure(&e, false);
-                if retry.is_ok() {
-                    // Giving up for good with nothing generated: nothing to pay for. (A runner retry keeps
-                    // the reservation; the same turn id finds it again.)
-                    self.settle(reservation.as_ref(), 0).await?;
-                }
-                return self.give_up(retry, &mut chunks, out, &p).await;
-            }
+        let Some((answer, reservation, started)) = self.open(&p, &mut req, &mut chunks, out).await? else {
+            return Ok(());
         };
         let labels =
-            [("tier", p.tier.clone()), ("provider", answer.provider.to_owned()), ("model", answer.model.clone())];
+            [("tier", chunks.tier.clone()), ("provider", answer.provider.to_owned()), ("model", answer.model.clone())];
         let mut stream = answer.events;
         let (mut buf, mut last_flush, mut ttft_ms) = (String::new(), Instant::now(), None::<i32>);
+        // Everything shown, for the low-confidence check at the end.
+        let mut shown = String::new();
         let (mut usage, mut finish) = (None, None);
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(LlmEvent::TextDelta(t)) => {
+                    shown.push_str(&t);
                     buf.push_str(&t);
                     let first = ttft_ms.is_none();
                     if first {
@@ -254,30 +251,23 @@ impl Stage for Generate {
                     // The provider's final usage never came: charge the reservation, the bound of what it bills.
                     let charged = reservation.as_ref().map_or(0, |r| r.estimate);
                     self.settle(reservation.as_ref(), charged).await?;
-                    return self.give_up(failure(&e, emitted), &mut chunks, out, &p).await;
+                    return self.give_up(self.failure(&p, &e, emitted), &mut chunks, out, &p).await;
                 }
             }
         }
         if !buf.is_empty() {
             chunks.emit_delta(out, buf).await?;
         }
+        let finish = finish.unwrap_or_else(|| "stop".into());
+        self.check_confidence(&p, &chunks.tier, &shown, &finish).await;
         let mut fin = chunks.make(ChunkKind::Final, String::new());
-        fin.finish_reason = Some(finish.unwrap_or_else(|| "stop".into()));
+        fin.finish_reason = Some(finish);
         fin.model = Some(answer.model.clone());
         fin.provider = Some(answer.provider.into());
         fin.ttft_ms = ttft_ms;
         let mut cost = 0;
         if let Some(u) = usage {
-            cost = match self.llm.pricing.cost_micros(&answer.model, &u) {
-                Some(cost) => cost,
-                None => {
-                    metrics::counter!("turnpike_llm_unpriced_calls_total", &labels).increment(1);
-                    0
-                }
-            };
-            metrics::counter!("turnpike_llm_input_tokens_total", &labels).increment(u64::from(u.input_tokens));
-            metrics::counter!("turnpike_llm_output_tokens_total", &labels).increment(u64::from(u.output_tokens));
-            metrics::counter!("turnpike_llm_cost_usd_micros_total", &labels).increment(cost.max(0) as u64);
+            cost = self.account(&labels, &u);
             fin.usage = Some(Usage {
                 input_tokens: u.input_tokens as i32,
                 output_tokens: u.output_tokens as i32,
@@ -308,6 +298,7 @@ impl Generate {
         chain: &turnpike_llm::Chain,
         req: &ChatRequest,
         p: &RoutedPrompt,
+        id: &str,
     ) -> Result<Result<Option<Reservation>, BudgetError>, StageError> {
         let Some(budget) = &self.llm.budget else { return Ok(Ok(None)) };
         let max_out = self.llm.max_output_tokens;
@@ -339,7 +330,7 @@ impl Generate {
         if scopes.is_empty() {
             return Ok(Ok(None));
         }
-        match budgets.reserve(&scopes, estimate, &p.turn_id).await {
+        match budgets.reserve(&scopes, estimate, id).await {
             Ok(reservation) => Ok(Ok(Some(reservation))),
             Err(e @ BudgetError::Exceeded { .. }) => Ok(Err(e)),
             Err(e) => Err(StageError::retryable(e.code(), e.to_string())),
@@ -354,6 +345,140 @@ impl Generate {
 }
 
 impl Generate {
+    /// Calls the LLM up to the commit point, escalating once from the cheap to the capable tier when the
+    /// cheap call fails or finishes without text (see the module comment). Returns the answer, its budget
+    /// reservation and when the first call started (time to first token counts the escalation too), or
+    /// `None` when the turn was already ended (over budget, or given up).
+    async fn open(
+        &self,
+        p: &RoutedPrompt,
+        req: &mut ChatRequest,
+        chunks: &mut Chunks<'_>,
+        out: &mut Emitter,
+    ) -> Result<Option<(Answer, Option<Reservation>, Instant)>, StageError> {
+        let policy = &self.routes.get(&p.tenant_id).policy;
+        let mut escalation =
+            (p.tier == Tier::Cheap.name() && policy.escalation.on_failure).then(|| policy.capable_model.clone());
+        let mut reservation_id = p.turn_id.clone();
+        let started = Instant::now();
+        loop {
+            let chain = self.llm.chain(&chunks.tier);
+            let reservation = match self.reserve(chain, req, p, &reservation_id).await? {
+                Ok(reservation) => reservation,
+                Err(refusal) => {
+                    tracing::info!(tenant = %p.tenant_id, %refusal, "Turn refused by its budget.");
+                    metrics::counter!("turnpike_budget_refusals_total", "tier" => chunks.tier.clone()).increment(1);
+                    let mut fin = chunks.make(ChunkKind::Final, self.budget_message.clone());
+                    fin.finish_reason = Some("budget_exceeded".into());
+                    out.emit(&fin).await?;
+                    return Ok(None);
+                }
+            };
+            let streamed = match &self.llm.tools {
+                Some(tools) => {
+                    stream_with_tools(Arc::clone(chain), Arc::clone(tools), req.clone(), p.turn_id.clone()).await
+                }
+                None => chain.stream(req).await,
+            };
+            let Some(target) = escalation.take() else {
+                return match streamed {
+                    Ok(answer) => Ok(Some((answer, reservation, started))),
+                    Err(e) => {
+                        let retry = self.failure(p, &e, false);
+                        if retry.is_ok() {
+                            // Giving up for good with nothing generated: nothing to pay for. (A runner retry
+                            // keeps the reservation; the same turn id finds it again.)
+                            self.settle(reservation.as_ref(), 0).await?;
+                        }
+                        self.give_up(retry, chunks, out, p).await?;
+                        Ok(None)
+                    }
+                };
+            };
+            let reason = match streamed {
+                Ok(answer) if answer.ttft.is_some() => return Ok(Some((answer, reservation, started))),
+                Ok(empty) => {
+                    // Finished without a word: nothing shown, but its tokens were billed.
+                    let labels =
+                        [("tier", chunks.tier.clone()), ("provider", empty.provider.into()), ("model", empty.model)];
+                    let mut cost = 0;
+                    let mut events = empty.events;
+                    while let Some(event) = events.next().await {
+                        if let Ok(LlmEvent::Usage { input_tokens, output_tokens, cached_input_tokens }) = event {
+                            let u = turnpike_llm::Usage { input_tokens, output_tokens, cached_input_tokens };
+                            cost += self.account(&labels, &u);
+                        }
+                    }
+                    self.settle(reservation.as_ref(), cost).await?;
+                    "empty"
+                }
+                Err(e) => {
+                    metrics::counter!("turnpike_llm_errors_total", "code" => e.code()).increment(1);
+                    tracing::warn!(tenant = %p.tenant_id, error = %e, "Cheap tier failed before any text; escalating.");
+                    self.settle(reservation.as_ref(), 0).await?;
+                    "failure"
+                }
+            };
+            let to = Tier::Capable.name();
+            metrics::counter!("turnpike_route_escalations_total", "from" => chunks.tier.clone(), "to" => to, "reason" => reason)
+                .increment(1);
+            self.note(p, &chunks.tier, SignalKind::Escalated).await;
+            chunks.tier = to.to_string();
+            chunks.model = target.clone();
+            req.model = target;
+            reservation_id = format!("{}:escalated", p.turn_id);
+        }
+    }
+
+    /// Counts an LLM error; `Err` (a runner retry) when nothing was shown, the error is retryable and the
+    /// turn is not overdue, else `Ok` (the caller ends the turn).
+    fn failure(&self, p: &RoutedPrompt, e: &turnpike_llm::LlmError, emitted: bool) -> Result<(), StageError> {
+        metrics::counter!("turnpike_llm_errors_total", "code" => e.code()).increment(1);
+        let overdue = now_ms() - p.received_at_ms > self.turn_deadline.as_millis() as i64;
+        if !emitted && e.class() == ErrorClass::Retryable && !overdue {
+            return Err(StageError::retryable(e.code(), e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The cost of one call's usage, counted in the token and cost metrics.
+    fn account(&self, labels: &[(&'static str, String); 3], u: &turnpike_llm::Usage) -> i64 {
+        let model = &labels[2].1;
+        let cost = self.llm.pricing.cost_micros(model, u).unwrap_or_else(|| {
+            metrics::counter!("turnpike_llm_unpriced_calls_total", labels).increment(1);
+            0
+        });
+        metrics::counter!("turnpike_llm_input_tokens_total", labels).increment(u64::from(u.input_tokens));
+        metrics::counter!("turnpike_llm_output_tokens_total", labels).increment(u64::from(u.output_tokens));
+        metrics::counter!("turnpike_llm_cost_usd_micros_total", labels).increment(cost.max(0) as u64);
+        cost
+    }
+
+    /// Records a finished reply that hedged or was cut by the output cap (see the module comment).
+    async fn check_confidence(&self, p: &RoutedPrompt, tier: &str, shown: &str, finish: &str) {
+        let route = self.routes.get(&p.tenant_id);
+        let reason = if finish == "length" && route.policy.escalation.length_is_low_confidence {
+            "length"
+        } else if route.hedges.any_in(shown) {
+            "hedge"
+        } else {
+            return;
+        };
+        metrics::counter!("turnpike_route_low_confidence_total", "tier" => tier.to_string(), "reason" => reason)
+            .increment(1);
+        self.note(p, tier, SignalKind::LowConfidence).await;
+    }
+
+    /// Best effort: a routing hint must not fail a turn.
+    async fn note(&self, p: &RoutedPrompt, tier: &str, kind: SignalKind) {
+        if let Err(e) = signals::record(&self.deps, &p.tenant_id, &p.session_id, p.seq, kind).await {
+            tracing::warn!(tenant = %p.tenant_id, tier, signal = kind.name(), error = %e, "Cannot record a routing signal.");
+            metrics::counter!("turnpike_route_signal_errors_total").increment(1);
+        }
+    }
+}
+
+impl Generate {
     /// Ends a turn whose LLM call failed for good (or after text already left): apology, explicit
     /// incomplete marker, handoff. `retry` carries the runner-level retry when the failure is invisible.
     async fn give_up(
@@ -364,9 +489,10 @@ impl Generate {
         p: &RoutedPrompt,
     ) -> Result<(), StageError> {
         retry?;
+        self.note(p, &chunks.tier, SignalKind::Incomplete).await;
         let mut fin = chunks.make(ChunkKind::Final, self.apology.clone());
         fin.finish_reason = Some("incomplete".into());
-        fin.model = Some(p.model.clone());
+        fin.model = Some(chunks.model.clone());
         out.emit(&fin).await?;
         out.emit(&handoff(p, "llm_failure")).await
     }

@@ -131,14 +131,20 @@ pub async fn run_stage(
                 .map_err(|error| RunnerError::Start { stage: "assemble", error })?;
             run_one(stage, t, name, e, u, s).await
         }
-        "route" => run_one(route::Route { policy: Default::default() }, t, name, e, u, s).await,
+        "route" => {
+            let policies = route::load_policies().map_err(|error| RunnerError::Start { stage: "route", error })?;
+            run_one(route::Route { deps, policies }, t, name, e, u, s).await
+        }
         "generate" => {
             let router = llm_router(&llm).map_err(|e| RunnerError::Fatal {
                 stage: "generate",
                 code: "llm_config",
                 message: e.to_string(),
             })?;
-            run_one(generate::Generate::new(deps, router), t, name, e, u, s).await
+            let mut stage = generate::Generate::new(deps, router);
+            // The tenants' escalation settings and capable models.
+            stage.routes = route::load_policies().map_err(|error| RunnerError::Start { stage: "generate", error })?;
+            run_one(stage, t, name, e, u, s).await
         }
         "guard-out" => {
             let start = |error| RunnerError::Start { stage: "guard-out", error };
