@@ -394,7 +394,7 @@ start_kafka() {
       -cp "$cp" kafka.tools.StorageTool format -t "$cid" -c "$CONF/kafka.properties" -g \
       >>"$LOGS/kafka.log" 2>&1 || { tail -n 50 "$LOGS/kafka.log" >&2; die "kafka storage format failed"; }
   fi
-  launch kafka "$java" -Dturnpike.stack.service=kafka -Xms256m -Xmx512m $JIT_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  launch kafka "$java" -Dturnpike.stack.service=kafka -Xms256m -Xmx1g $JIT_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -XX:+ExitOnOutOfMemoryError \
     -Djava.awt.headless=true -Dlog4j2.configurationFile="file:$CONF/kafka-log4j2.properties" \
     -Dkafka.logs.dir="$LOGS" ${TURNPIKE_KAFKA_OPTS:-} -cp "$cp" kafka.Kafka "$CONF/kafka.properties"

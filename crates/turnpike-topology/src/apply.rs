@@ -123,3 +123,19 @@ pub fn check_partitions(topology: &Topology, config: &ClientConfig, timeout: Dur
         }
     }
 }
+
+/// Deletes every topic of `topology` that exists (missing ones are not an error). For throw-away
+/// topologies — tests and load tests on prefixed copies — so a long test run does not leave the broker
+/// holding thousands of partitions; never pointed at a production topology by Turnpike itself.
+pub async fn delete_topics(topology: &Topology, bootstrap: &str, timeout: Duration) -> Result<(), ApplyError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let names: Vec<&str> = topology.topics.iter().map(|t| t.name.as_str()).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
+    for result in admin.delete_topics(&names, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+            Err((topic, code)) => return Err(ApplyError::Create { topic, code }),
+        }
+    }
+    Ok(())
+}

@@ -203,6 +203,11 @@ impl Stack {
             .expect("pipeline did not stop")
             .unwrap()
             .expect("pipeline stopped with an error");
+        // Many tests × 20 topics would otherwise pile up partitions on the one local broker.
+        let bootstrap = &self.endpoints.kafka_bootstrap;
+        if let Err(e) = turnpike_topology::apply::delete_topics(&self.topo, bootstrap, Duration::from_secs(30)).await {
+            eprintln!("could not delete the test topics: {e}");
+        }
     }
 }
 

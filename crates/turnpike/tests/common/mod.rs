@@ -189,6 +189,16 @@ impl Pipeline {
         if let Some(task) = self.task.take() {
             task.await.unwrap().expect("pipeline stopped with an error");
         }
+        // Dozens of tests × 20 topics would otherwise pile up partitions on the one local broker.
+        let deleted = turnpike_topology::apply::delete_topics(
+            &self.topo,
+            &self.endpoints.kafka_bootstrap,
+            Duration::from_secs(30),
+        )
+        .await;
+        if let Err(e) = deleted {
+            eprintln!("could not delete the test topics of {}: {e}", self.prefix);
+        }
     }
 }
 
