@@ -105,12 +105,13 @@ impl Stage for GuardOut {
         let src = out.source();
         let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
         let mut redis = self.deps.pool.clone();
-        // [position of the last record processed, state before it, state after it]
+        // [position of the last record processed, state before it, state after it, the turn's sources]
         let stored: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&key)
             .arg("pos")
             .arg("before")
             .arg("after")
+            .arg("src")
             .query_async(&mut redis)
             .await
             .map_err(redis_err)?;
@@ -119,7 +120,12 @@ impl Stage for GuardOut {
         let before = start.clone().unwrap_or_else(|| encode(&TurnState::default()));
         let mut state = start.as_deref().and_then(decode).unwrap_or_default();
 
-        let sources: Vec<&str> = c.citations.iter().map(|x| x.snippet.as_str()).collect();
+        // The turn's retrieved sources arrive once, on its first chunk (and again on the FINAL, for deliver);
+        // they are kept with the checker state so every sentence's grounding check sees them.
+        let arrived: Option<String> = (!c.citations.is_empty())
+            .then(|| c.citations.iter().map(|x| x.snippet.as_str()).collect::<Vec<_>>().join(&SEP.to_string()));
+        let kept = arrived.clone().or_else(|| field(3)).unwrap_or_default();
+        let sources: Vec<&str> = kept.split(SEP).filter(|s| !s.is_empty()).collect();
         let mut checker = self
             .guard
             .output_checker(self.policies.get(&c.tenant_id), &sources)
@@ -159,14 +165,12 @@ impl Stage for GuardOut {
             outputs.push(fin);
         }
         // Persist before emitting: a crash after this point replays from `before` (same position).
-        let _: () = redis::pipe()
-            .hset(&key, "pos", &position)
-            .hset(&key, "before", &before)
-            .hset(&key, "after", encode(&state))
-            .expire(&key, 3600)
-            .query_async(&mut redis)
-            .await
-            .map_err(redis_err)?;
+        let mut persist = redis::pipe();
+        persist.hset(&key, "pos", &position).hset(&key, "before", &before).hset(&key, "after", encode(&state));
+        if let Some(src) = &arrived {
+            persist.hset(&key, "src", src);
+        }
+        let _: () = persist.expire(&key, 3600).query_async(&mut redis).await.map_err(redis_err)?;
         let policy = audit::policy_label(&self.policies, &c.tenant_id);
         for o in &outputs {
             out.emit(o).await?;

@@ -9,7 +9,9 @@ mod common;
 use common::*;
 use std::time::Duration;
 use turnpike_knowledge::{KnowledgeBase, SourceDoc};
-use turnpike_schemas::{AssembledPrompt, OutboundKind, OutboundReply, Role, RoutedPrompt};
+use turnpike_schemas::{
+    AssembledPrompt, CheckedReplyChunk, ChunkKind, OutboundKind, OutboundReply, Role, RoutedPrompt,
+};
 
 fn help_centre() -> std::path::PathBuf {
     root().join("crates/turnpike-knowledge/tests/data/brightwave")
@@ -100,5 +102,30 @@ async fn a_knowledge_question_is_answered_with_a_citation_to_the_right_document(
     .await;
     let r = routed.iter().map(|(_, r)| r).find(|r| r.tenant_id == tenant).unwrap();
     assert_eq!(r.citations, a.citations);
+
+    // guard-out's grounding check sees the sources for every sentence, also those it releases before the
+    // FINAL arrives: a reply whose first sentence states the passage's €150 is not flagged as ungrounded,
+    // while an invented figure in the same reply is.
+    let probe = "Do I pay VAT on delivery to France? \
+                 [[mock:reply=Orders up to €150 pay no extra VAT on delivery. Orders over €900 ship by air. Anything else?]]";
+    p.send_turn(&turn(&tenant, "u1:c2", "m1", probe)).await;
+    let checked = read_until::<CheckedReplyChunk>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.replies.checked"),
+        6,
+        Duration::from_secs(10),
+        |rs| rs.iter().any(|c| c.session_id == "u1:c2" && c.kind == ChunkKind::Final),
+    )
+    .await;
+    let mine: Vec<&CheckedReplyChunk> =
+        checked.iter().map(|(_, c)| c).filter(|c| c.tenant_id == tenant && c.session_id == "u1:c2").collect();
+    let sentence = |start: &str| {
+        let c = mine.iter().find(|c| c.kind == ChunkKind::Delta && c.text.trim_start().starts_with(start));
+        let c = c.unwrap_or_else(|| panic!("no released sentence starting {start:?}: {mine:?}"));
+        c.triggers.iter().filter(|t| t.check == "grounding").map(|t| t.detail.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(sentence("Orders up to"), Vec::<String>::new(), "a figure from the cited passage is grounded");
+    assert_eq!(sentence("Orders over"), vec!["number:€900".to_string()], "an invented figure is flagged");
     p.stop().await;
 }

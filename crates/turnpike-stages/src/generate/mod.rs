@@ -127,7 +127,9 @@ impl Chunks<'_> {
             text,
             action: self.p.action,
             tier: Some(self.tier.clone()),
-            citations: if kind == ChunkKind::Final { self.p.citations.clone() } else { vec![] },
+            // The first chunk carries the sources for guard-out's grounding check (it keeps them for the
+            // turn's later chunks); the FINAL carries them to the client.
+            citations: if kind == ChunkKind::Final || self.next == 0 { self.p.citations.clone() } else { vec![] },
             channel: self.p.channel.clone(),
             received_at_ms: self.p.received_at_ms,
             ..Default::default()
