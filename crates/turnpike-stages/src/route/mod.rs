@@ -21,6 +21,7 @@ pub mod decide;
 pub mod experiment;
 pub mod policy;
 pub mod signals;
+pub mod vocabulary;
 
 pub use decide::{decide, CompiledRoute, Decision, Features, TurnInput};
 pub use policy::{RoutePolicy, Tier};
