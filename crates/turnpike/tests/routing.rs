@@ -1,7 +1,9 @@
 //! The model router on the real stack: greetings and FAQ questions are routed to the cheap tier and a long
 //! multi-part complaint to the capable tier, each answered by its tier's model (the mock answers with the
 //! model it was asked for); a cheap tier that fails before any text is escalated to the capable tier and
-//! the escalation is recorded; a hedged reply sends the session's next turn to the capable tier.
+//! the escalation is recorded; a hedged reply sends the session's next turn to the capable tier; a tenant's
+//! policy (forced tier) and experiments (a model for a stable share of sessions, the variant recorded on every
+//! turn) come from the tenants file.
 
 mod common;
 
@@ -159,6 +161,57 @@ async fn a_cheap_tier_failing_before_any_text_is_answered_by_the_capable_tier_an
     assert!(second.route_reason.contains("failures=0.50"), "the escalation counts: {}", second.route_reason);
     assert_eq!(finals(&p, &[&session], 2).await.len(), 2);
     let _ = std::fs::remove_file(&config);
+    let _ = std::fs::remove_file(&log);
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tenant_policies_and_experiments_apply_per_tenant_and_the_variant_is_on_every_turn() {
+    const OTHERS: &[&str] = &["ingest", "guard-in", "assemble", "generate", "guard-out", "deliver", "handoff"];
+    let p = Pipeline::start_stages(OTHERS, MockConfig::instant()).await;
+    let (bank, shop) = (unique("bank"), unique("shop"));
+    // The route stage runs as its own process with a tenants file: the bank forces the capable tier, every
+    // shop session is in an experiment that asks for another cheap model, and nobody is in the second one.
+    let tenants = std::env::temp_dir().join(format!("{}.toml", unique("tenants")));
+    let file = format!(
+        "[tenants.{bank}.route]\nforce_tier = \"capable\"\n\
+         [[tenants.{shop}.route.experiments]]\nname = \"flash\"\nshare = 1.0\ntier = \"cheap\"\n\
+         model = \"gemini-2.0-flash\"\nvariant = \"flash-cheap\"\n\
+         [[tenants.{shop}.route.experiments]]\nname = \"nobody\"\nshare = 0.0\nmodel = \"claude-sonnet-4\"\n"
+    );
+    std::fs::write(&tenants, file).unwrap();
+    let log = std::env::temp_dir().join(format!("{}.log", unique("route")));
+    let _route =
+        Child(p.spawn_stage_with_env("route", &unique("route"), &log, &[("TURNPIKE_TENANTS_CONFIG", &tenants)]));
+
+    let (b, s) = (format!("r6:{}", unique("c")), format!("r7:{}", unique("c")));
+    p.send_turn(&turn(&bank, &b, "m1", "Hello!")).await;
+    p.send_turn(&turn(&shop, &s, "m1", "Hello!")).await;
+    p.send_turn(&turn(&shop, &s, "m2", COMPLAINT)).await;
+    let bank_turns = routed(&p, &[&b], 1).await;
+    let shop_turns = routed(&p, &[&s], 2).await;
+    let bank_turn = &bank_turns[0];
+    assert_eq!(
+        (bank_turn.tier.as_str(), bank_turn.model.as_str()),
+        ("capable", "gpt-4o"),
+        "{}",
+        bank_turn.route_reason
+    );
+    assert!(bank_turn.route_reason.starts_with("rule=forced"), "{}", bank_turn.route_reason);
+    assert_eq!(bank_turn.variant, None);
+    let greeting = one(&shop_turns, |r| r.seq == 1);
+    assert_eq!((greeting.tier.as_str(), greeting.model.as_str()), ("cheap", "gemini-2.0-flash"));
+    assert_eq!(greeting.variant.as_deref(), Some("flash-cheap"));
+    let complaint = one(&shop_turns, |r| r.seq == 2);
+    assert_eq!(
+        (complaint.tier.as_str(), complaint.model.as_str()),
+        ("capable", "gpt-4o"),
+        "override is for cheap turns"
+    );
+    assert_eq!(complaint.variant.as_deref(), Some("flash-cheap"), "the variant is on every turn of the session");
+    let finals = finals(&p, &[&s], 2).await;
+    assert_eq!(one(&finals, |f| f.seq == 1).model.as_deref(), Some("gemini-2.0-flash"), "the variant's model answered");
+    let _ = std::fs::remove_file(&tenants);
     let _ = std::fs::remove_file(&log);
     p.stop().await;
 }
