@@ -140,8 +140,8 @@ const REPLY: &str = "Your parcel is on its way. It left the depot this morning w
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_person_sees_the_reply_stream_in_then_a_handoff_and_a_quota_refusal() {
-    let stack = Stack::start(limits()).await;
     let browser = chromium::start().await;
+    let stack = Stack::start(limits()).await;
     let page = &browser.client;
 
     page.goto(&page_url(&stack, 0, &stack.tenant_a, "ada")).await.unwrap();
@@ -220,8 +220,8 @@ async fn a_person_sees_the_reply_stream_in_then_a_handoff_and_a_quota_refusal() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_page_resumes_a_reply_across_a_gateway_restart_without_loss_or_repetition() {
-    let mut stack = Stack::start(limits()).await;
     let browser = chromium::start().await;
+    let mut stack = Stack::start(limits()).await;
     let page = &browser.client;
     page.goto(&page_url(&stack, 0, &stack.tenant_a, "cyd")).await.unwrap();
     online(page).await;
