@@ -139,10 +139,23 @@ const REPLY: &str = "Your parcel is on its way. It left the depot this morning w
                      You can follow it on the orders page.";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_person_sees_the_reply_stream_in_then_a_handoff_and_a_quota_refusal() {
+async fn a_person_sees_the_reply_stream_in_and_is_told_of_expired_sign_in_handoff_and_quota() {
     let browser = chromium::start().await;
     let stack = Stack::start(limits()).await;
     let page = &browser.client;
+
+    // An expired sign-in: the refused upgrade is explained, not retried forever.
+    let expired = common::hs256("any", common::SECRET, &stack.tenant_a, "ada", -3600);
+    page.goto(&format!("http://{}/?u=expired#token={expired}", stack.addr(0))).await.unwrap();
+    let refusal = wait_for(
+        page,
+        "the expired sign-in to be explained",
+        "const e = document.getElementById('error');
+         return !e.hidden ? [e.textContent, document.getElementById('connection').textContent] : null;",
+    )
+    .await;
+    assert!(refusal[0].as_str().unwrap().contains("sign-in has expired"), "{refusal}");
+    assert_eq!(refusal[1], "Not signed in", "{refusal}");
 
     page.goto(&page_url(&stack, 0, &stack.tenant_a, "ada")).await.unwrap();
     let url = page.current_url().await.unwrap();
