@@ -26,6 +26,7 @@ mod ingest;
 mod rerank;
 mod schema;
 mod settings;
+pub mod synthetic;
 
 pub use base::{KnowledgeBase, Retrieval, RetrievalMode};
 pub use chunk::{chunk_blocks, Block, Chunk, ChunkConfig};

@@ -9,14 +9,18 @@
 //! - steady state: a ~500-token summary plus the 14 unsummarised messages the default policy allows at most;
 //! - no summaries: all 100 messages of the 50 turns still in Redis (summaries failing for a long time).
 //!
-//! Replies are ~300 tokens, user messages ~30. No knowledge passages (the retrieval index is not wired
-//! into this measurement).
+//! - steady state with knowledge: the same, plus retrieval (on the blocking pool, as the stage does it) from
+//!   a 1,000-document knowledge base (`turnpike_knowledge::synthetic`, ~5,200 chunks) and its passages in
+//!   the prompt, for questions from `turnpike_knowledge::synthetic::QUESTIONS`.
+//!
+//! Replies are ~300 tokens, user messages ~30.
 
 use std::time::{Duration, Instant};
 
 use turnpike_core::Endpoints;
 use turnpike_stages::assemble::{build_counted, pending_user_key, ContextPolicy};
 use turnpike_stages::memory::{self, Summary};
+use turnpike_stages::retrieve::Knowledge;
 use turnpike_stages::tokens::TokenCounter;
 use turnpike_stages::Deps;
 
@@ -32,15 +36,26 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-async fn measure(deps: &Deps, tenant: &str, session: &str, policy: &ContextPolicy) -> (Vec<Duration>, usize) {
+async fn measure(
+    deps: &Deps,
+    tenant: &str,
+    session: &str,
+    policy: &ContextPolicy,
+    knowledge: Option<&Knowledge>,
+) -> (Vec<Duration>, usize) {
     let counter = policy.counter().unwrap();
     let mut times = Vec::with_capacity(ROUNDS);
     let mut tokens = 0;
-    for _ in 0..ROUNDS {
+    for i in 0..ROUNDS {
+        let question = turnpike_knowledge::synthetic::QUESTIONS[i % turnpike_knowledge::synthetic::QUESTIONS.len()];
         let started = Instant::now();
         let mem = memory::load(deps, tenant, session).await.unwrap();
+        let passages = match knowledge {
+            Some(k) => k.for_turn(tenant, question, None).await.passages,
+            None => Vec::new(),
+        };
         let history: Vec<_> = mem.messages.iter().map(|m| (m.chat(), counter.message(&m.content))).collect();
-        let a = build_counted(&counter, policy, mem.summary.as_ref(), &[], &history, "Where is my parcel now?");
+        let a = build_counted(&counter, policy, mem.summary.as_ref(), &passages, &history, question);
         let mut redis = deps.pool.clone();
         let _: () = redis::cmd("SET")
             .arg(pending_user_key(tenant, session, "bench-turn"))
@@ -98,8 +113,17 @@ async fn main() {
         memory::load(&deps, tenant, s).await.unwrap();
     }
 
-    for (name, session) in [("steady state (summary + 14 messages)", &steady), ("no summaries (100 messages)", &full)] {
-        let (times, tokens) = measure(&deps, tenant, session, &policy).await;
+    let kb_dir = tempfile::tempdir().unwrap();
+    let knowledge = Knowledge::load(kb_dir.path()).unwrap();
+    let report = knowledge.base.ingest(tenant, &turnpike_knowledge::synthetic::help_centre(1000), false).unwrap();
+    println!("knowledge base: {} documents, {} chunks", report.documents, report.chunks);
+    let cases = [
+        ("steady state (summary + 14 messages)", &steady, None),
+        ("no summaries (100 messages)", &full, None),
+        ("steady state + retrieval from 1,000 documents", &steady, Some(&knowledge)),
+    ];
+    for (name, session, kb) in cases {
+        let (times, tokens) = measure(&deps, tenant, session, &policy, kb).await;
         println!(
             "assemble, 50-turn history, {name}: p50 {:.3} ms, p99 {:.3} ms over {ROUNDS} turns; prompt {tokens} tokens",
             pct(&times, 0.5),
