@@ -9,7 +9,7 @@
 //!   `max_in_flight_per_partition` records, beyond which the partition is paused (never the poll loop).
 //! - **Failures by class.** Retryable: back off exponentially and retry the same record, blocking only its
 //!   session. Poison: dead-letter with the original bytes and headers naming the cause, then move on,
-//!   at most `dlq_max_per_minute`. Fatal: drain, commit and return an error (the binary exits non-zero).
+//!   at most `dlq_max_per_minute` (inputs a stage *rejected* after validating them do not count). Fatal: drain, commit and return an error (the binary exits non-zero).
 //! - **Clean hand-over.** On revoke and on shutdown, in-flight work is drained up to `drain_timeout`,
 //!   offsets are committed synchronously, and only then are partitions released.
 
@@ -249,7 +249,12 @@ impl<S: Stage> Worker<S> {
         ids: Option<(String, String, String)>,
     ) -> Result<(), StageError> {
         let stage = self.cfg.stage;
-        self.check_dlq_rate()?;
+        if error.is_rejected() {
+            metrics::counter!("turnpike_stage_rejected_total", "stage" => stage, "error_code" => error.code())
+                .increment(1);
+        } else {
+            self.check_dlq_rate()?;
+        }
         let mut original_headers = std::collections::HashMap::new();
         if let Some(h) = message.headers() {
             for header in h.iter() {

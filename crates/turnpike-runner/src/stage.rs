@@ -55,24 +55,36 @@ pub struct StageError {
     class: ErrorClass,
     code: &'static str,
     message: String,
+    /// A poison input that is the sender's fault and was diagnosed as such (see [`StageError::rejected`]).
+    rejected: bool,
 }
 
 impl StageError {
     /// A temporary failure: retry the same input later.
     pub fn retryable(code: &'static str, message: impl Into<String>) -> Self {
-        StageError { class: ErrorClass::Retryable, code, message: message.into() }
+        StageError { class: ErrorClass::Retryable, code, message: message.into(), rejected: false }
     }
     /// The input can never be processed: dead-letter it.
     pub fn poison(code: &'static str, message: impl Into<String>) -> Self {
-        StageError { class: ErrorClass::Poison, code, message: message.into() }
+        StageError { class: ErrorClass::Poison, code, message: message.into(), rejected: false }
+    }
+    /// Client input that validation refused (empty text, oversized, bad ids): dead-lettered like poison, but
+    /// not counted toward the dead-letter rate cap. The cap exists to stop a stage whose *code* poisons
+    /// everything; counting rejects too would let one client sending garbage stop the stage for every tenant.
+    pub fn rejected(code: &'static str, message: impl Into<String>) -> Self {
+        StageError { class: ErrorClass::Poison, code, message: message.into(), rejected: true }
+    }
+    /// Whether this is a [`StageError::rejected`] input.
+    pub fn is_rejected(&self) -> bool {
+        self.rejected
     }
     /// The process cannot go on.
     pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
-        StageError { class: ErrorClass::Fatal, code, message: message.into() }
+        StageError { class: ErrorClass::Fatal, code, message: message.into(), rejected: false }
     }
     /// Wraps any classified error, keeping its class and code.
     pub fn from_classified<E: Classify + std::fmt::Display>(e: E) -> Self {
-        StageError { class: e.class(), code: e.code(), message: e.to_string() }
+        StageError { class: e.class(), code: e.code(), message: e.to_string(), rejected: false }
     }
 }
 

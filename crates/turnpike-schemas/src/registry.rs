@@ -93,6 +93,18 @@ impl RegistryClient {
         resp.json().await.map_err(|e| RegistryError::Unavailable { url: self.base.clone(), detail: e.to_string() })
     }
 
+    /// The schema id of the latest version under `subject` (a subject listing may be capped by the
+    /// registry — Apicurio lists at most 1,000 — so this asks for the one subject).
+    pub async fn latest_id(&self, subject: &str) -> Result<u32, RegistryError> {
+        let url = format!("{}/subjects/{subject}/versions/latest", self.base);
+        let resp = self.send(&format!("reading the latest version of {subject}"), self.http.get(url)).await?;
+        let r: IdResponse = resp
+            .json()
+            .await
+            .map_err(|e| RegistryError::Unavailable { url: self.base.clone(), detail: e.to_string() })?;
+        Ok(r.id)
+    }
+
     /// Sets the compatibility level of one subject.
     pub async fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
         let req = self.http.put(format!("{}/config/{subject}", self.base)).json(&json!({ "compatibility": level }));

@@ -37,23 +37,23 @@ pub fn validate(turn: &InboundTurn, limits: &IngestLimits) -> Result<(), StageEr
         ("message_id", &turn.message_id),
     ] {
         if value.trim().is_empty() {
-            return Err(StageError::poison("invalid_turn", format!("{name} is empty")));
+            return Err(StageError::rejected("invalid_turn", format!("{name} is empty")));
         }
         if value.len() > limits.max_id_bytes {
-            return Err(StageError::poison(
+            return Err(StageError::rejected(
                 "invalid_turn",
                 format!("{name} is longer than {} bytes", limits.max_id_bytes),
             ));
         }
         if value.chars().any(char::is_control) {
-            return Err(StageError::poison("invalid_turn", format!("{name} contains control characters")));
+            return Err(StageError::rejected("invalid_turn", format!("{name} contains control characters")));
         }
     }
     if turn.text.trim().is_empty() {
-        return Err(StageError::poison("invalid_turn", "text is empty"));
+        return Err(StageError::rejected("invalid_turn", "text is empty"));
     }
     if turn.text.len() > limits.max_text_bytes {
-        return Err(StageError::poison(
+        return Err(StageError::rejected(
             "too_large",
             format!("text is {} bytes; the limit is {}", turn.text.len(), limits.max_text_bytes),
         ));

@@ -163,3 +163,39 @@ async fn a_stage_dead_lettering_beyond_its_cap_stops_with_an_error() {
         other => panic!("expected the stage to stop on the dead-letter cap, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rejected_client_input_is_dead_lettered_without_counting_toward_the_cap() {
+    // The cap stops a stage whose code poisons everything; a client sending invalid turns must not stop
+    // ingest for every tenant. Six rejects under a cap of three, then a valid turn that must go through.
+    let tuning = turnpike::pipeline::Tuning { dlq_max_per_minute: Some(3), ..Default::default() };
+    let p =
+        Pipeline::start_custom(&["ingest"], MockConfig::instant(), turnpike_core::Endpoints::from_env(), tuning).await;
+    for i in 0..6 {
+        p.send_turn(&turn("acme", &format!("bad{i}:c"), "m1", "   ")).await;
+    }
+    p.send_turn(&turn("acme", "good:c", "m1", "Where is my parcel?")).await;
+    let accepted = read_until::<turnpike_schemas::AcceptedTurn>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.turns.accepted"),
+        6,
+        Duration::from_secs(60),
+        |rs| rs.iter().any(|t| t.session_id == "good:c"),
+    )
+    .await;
+    assert!(accepted.iter().any(|(_, t)| t.session_id == "good:c"), "the valid turn after the rejects went through");
+    assert!(accepted.iter().all(|(_, t)| !t.session_id.starts_with("bad")), "a rejected turn was accepted");
+    let letters = read_until::<turnpike_schemas::DeadLetter>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.dlq.ingest"),
+        1,
+        Duration::from_secs(30),
+        |rs| rs.len() >= 6,
+    )
+    .await;
+    assert_eq!(letters.len(), 6, "every reject is dead-lettered");
+    assert!(letters.iter().all(|(_, d)| d.error_code == "invalid_turn" && d.reason.contains("text is empty")));
+    p.stop().await;
+}
