@@ -35,4 +35,4 @@ cat "$STATE/logs/test-deps.out"
 eval "$(deploy/local/stack.sh env)"
 
 target/debug/turnpike setup
-cargo test --workspace "$@"
+cargo test --workspace --no-fail-fast "$@"

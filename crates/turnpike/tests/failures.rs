@@ -13,9 +13,11 @@ use turnpike_store::TranscriptStore;
 
 const ALL_BUT_GENERATE: &[&str] = &["ingest", "guard-in", "assemble", "route", "guard-out", "deliver", "handoff"];
 
-/// Replies slow enough to be cut: 30 tokens at 150 tokens/s after 20 ms.
+/// Replies slow enough to be cut: 30 tokens at 20 tokens/s after 20 ms, so every turn streams for 1.5 s and
+/// a session's turns keep generate busy for several seconds. Faster streams let a loaded machine finish all
+/// of them before the test, reading the outbound topic with some lag, gets to kill generate.
 fn slow_mock() -> MockConfig {
-    MockConfig { ttft: Duration::from_millis(20), tokens_per_sec: 150, reply_tokens: 30, ..MockConfig::default() }
+    MockConfig { ttft: Duration::from_millis(20), tokens_per_sec: 20, reply_tokens: 30, ..MockConfig::default() }
 }
 
 async fn send_sessions(p: &Pipeline, sessions: &[String], turns: usize) {
