@@ -55,10 +55,12 @@ async fn python_confluent_kafka_client_round_trip_follows_the_contract() {
     let run = tokio::process::Command::new(&python)
         .arg(root().join("clients/python/roundtrip.py"))
         .args(["--bootstrap", &p.endpoints.kafka_bootstrap, "--registry", &p.endpoints.schema_registry_url])
-        .args(["--inbound", &inbound, "--outbound", &outbound, "--tenant", "acme", "--timeout", "150"])
+        .args(["--inbound", &inbound, "--outbound", &outbound, "--tenant", "acme", "--timeout", "120"])
         .kill_on_drop(true)
+        // The script's progress goes straight to the test's output, so a hang still leaves a trace.
+        .stderr(std::process::Stdio::inherit())
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(240), run)
+    let out = tokio::time::timeout(Duration::from_secs(400), run)
         .await
         .expect("roundtrip.py did not finish")
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
