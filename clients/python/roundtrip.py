@@ -21,6 +21,7 @@ Prints one JSON summary on stdout ("ok", "failures", per-session details); exits
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import sys
 import time
 import uuid
@@ -81,13 +82,18 @@ def main() -> int:
     ap.add_argument("--tenant", default="demo")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for all replies")
     args = ap.parse_args()
+    # A watchdog for the calls that have no timeout of their own (librdkafka's close, a stuck socket): past
+    # the reply timeout plus a margin it prints every thread's stack to stderr and exits, so a hang says where.
+    faulthandler.dump_traceback_later(args.timeout + 90, exit=True)
 
     failures = assembler_self_check()
     run = uuid.uuid4().hex[:10]
     sessions = {"A": f"pyuser1:{run}", "B": f"pyuser2:{run}"}
-    registry = SchemaRegistryClient({"url": args.registry})
+    # The registry client waits forever by default; 10 s per request (it retries 3 times).
+    registry = SchemaRegistryClient({"url": args.registry, "timeout": 10})
     producer = tc.TurnProducer(args.bootstrap, registry, args.tenant, topic=args.inbound)
     partitions = len(producer.producer.list_topics(args.inbound, timeout=10).topics[args.inbound].partitions)
+    log(f"run {run}: {args.inbound} has {partitions} partitions")
 
     def send(who: str, mid: str) -> tc.Delivery:
         question, reply = SCRIPT[(who, mid)]
@@ -95,7 +101,9 @@ def main() -> int:
         return producer.send(sid, sid.split(":")[0], mid, f"{question} [[mock:reply={reply}]]",
                              headers=[("client", b"roundtrip.py")])
 
-    deliveries = [send("A", "m1"), send("A", "m2"), send("B", "m1")]
+    deliveries = [send("A", "m1")]
+    log("first turn serialized (schema looked up in the registry)")
+    deliveries += [send("A", "m2"), send("B", "m1")]
     deliveries.append(send("A", "m1"))  # the client retry: same message id, same text
     deliveries.append(send("A", "m3"))
     producer.flush()
@@ -112,6 +120,7 @@ def main() -> int:
     assembler = tc.ReplyAssembler(on_complete=lambda t: complete[t.session_id].append(t)
                                   if t.session_id in complete else None)
     consumer = tc.ReplyConsumer(args.bootstrap, registry, f"py-roundtrip-{run}", topic=args.outbound)
+    log("consuming", args.outbound)
     seen: Dict[str, List[tc.Reply]] = {s: [] for s in expected}
     headers_seen: Dict[str, str] = {}
 
@@ -135,6 +144,7 @@ def main() -> int:
         failures.append(f"timed out after {args.timeout}s: complete turns "
                         f"{ {s: len(t) for s, t in complete.items()} } of { {s: len(t) for s, t in expected.items()} }")
 
+    log("replies complete:", {s: len(t) for s, t in complete.items()})
     summary: Dict[str, Any] = {"sessions": {}, "partitions": partitions}
     summary["inbound_schema_ids"] = sorted({d.schema_id for d in deliveries})
     for sid, turns in expected.items():
@@ -204,6 +214,7 @@ def main() -> int:
                 failures.append("a replayed FINAL completed session B's turn a second time")
     else:
         failures.append(f"session B has no DELTA and FINAL to replay: {[r['kind'] for r in b_records]}")
+    log("closing the consumer")
     consumer.close()
 
     summary.update({

@@ -14,6 +14,7 @@ use rdkafka::Message;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use turnpike_schemas::registry::{register_all, RegistryClient};
 use turnpike_schemas::{OutboundKind, OutboundReply};
 
@@ -52,23 +53,47 @@ async fn python_confluent_kafka_client_round_trip_follows_the_contract() {
     .into_iter()
     .collect();
 
-    let run = tokio::process::Command::new(&python)
+    let mut child = tokio::process::Command::new(&python)
         .arg(root().join("clients/python/roundtrip.py"))
         .args(["--bootstrap", &p.endpoints.kafka_bootstrap, "--registry", &p.endpoints.schema_registry_url])
         .args(["--inbound", &inbound, "--outbound", &outbound, "--tenant", "acme", "--timeout", "120"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
-        // The script's progress goes straight to the test's output, so a hang still leaves a trace.
-        .stderr(std::process::Stdio::inherit())
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(400), run)
-        .await
-        .expect("roundtrip.py did not finish")
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("roundtrip.py printed no JSON summary ({e}); exit {}; stderr:\n{stderr}", out.status)
+    // The script's progress is echoed as it comes and kept, so a hang still says how far it got.
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let echo = tokio::spawn({
+        let progress = progress.clone();
+        async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                progress.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        }
     });
-    assert!(out.status.success(), "roundtrip.py failed: {:#}\nstderr:\n{stderr}", summary["failures"]);
+    let mut stdout = Vec::new();
+    let mut pipe = child.stdout.take().unwrap();
+    // The script's own watchdog (faulthandler, at its timeout + 90 s) fires well before this one.
+    let finished = tokio::time::timeout(Duration::from_secs(400), async {
+        pipe.read_to_end(&mut stdout).await?;
+        child.wait().await
+    })
+    .await;
+    let status = match finished {
+        Ok(status) => status.expect("waiting for roundtrip.py"),
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!("roundtrip.py did not finish in 400 s; its stderr:\n{}", progress.lock().unwrap());
+        }
+    };
+    let _ = echo.await;
+    let stderr = progress.lock().unwrap().clone();
+    let summary: serde_json::Value = serde_json::from_slice(&stdout)
+        .unwrap_or_else(|e| panic!("roundtrip.py printed no JSON summary ({e}); exit {status}; stderr:\n{stderr}"));
+    assert!(status.success(), "roundtrip.py failed: {:#}\nstderr:\n{stderr}", summary["failures"]);
     assert_eq!(summary["ok"], true, "{summary:#}");
 
     // The Python serializer wrote with the very schema id Turnpike registered, and read Turnpike's.
