@@ -101,6 +101,11 @@ pub struct OutputPolicy {
     /// Extra profanity/toxicity/harassment words on top of the built-in list.
     pub extra_unsafe_words: Vec<String>,
     pub content_action: SentenceAction,
+    /// The harm classifier (a small model shipped in the crate, see `output::harm`) flags a sentence window
+    /// for content safety when its probability is at or above this, with `content_action` (a `redact` action
+    /// becomes `replace`, since a statistical hit has no words to redact). In [0, 1]; 1.0 turns it off. The
+    /// default, 0.9, was chosen on the PyRIT dev half for a low false-positive rate on harmless replies.
+    pub harm_threshold: f32,
     pub competitors: Vec<String>,
     pub competitor_action: SentenceAction,
     /// Words that are off-brand in this tenant's voice.
@@ -181,6 +186,7 @@ impl Default for OutputPolicy {
         OutputPolicy {
             extra_unsafe_words: vec![],
             content_action: SentenceAction::BlockAndHandoff,
+            harm_threshold: 0.9,
             competitors: vec![],
             competitor_action: SentenceAction::Redact,
             off_brand_words: vec![],
@@ -213,6 +219,9 @@ impl CompiledPolicy {
     pub fn compile(policy: TenantPolicy) -> Result<Self, PolicyError> {
         if !(0.0..=1.0).contains(&policy.injection.threshold) {
             return Err(PolicyError::Invalid("injection.threshold must be within [0, 1]".into()));
+        }
+        if !(0.0..=1.0).contains(&policy.output.harm_threshold) {
+            return Err(PolicyError::Invalid("output.harm_threshold must be within [0, 1]".into()));
         }
         if policy.limits.max_chars == 0 || policy.output.max_sentence_chars < 40 {
             return Err(PolicyError::Invalid("limits.max_chars > 0 and output.max_sentence_chars >= 40".into()));
@@ -260,6 +269,15 @@ mod tests {
     #[test]
     fn out_of_range_threshold_is_rejected() {
         assert!(CompiledPolicy::from_json(r#"{"injection": {"threshold": 1.5}}"#).is_err());
+    }
+
+    #[test]
+    fn harm_threshold_has_a_safe_default_and_is_validated() {
+        assert_eq!(OutputPolicy::default().harm_threshold, 0.9);
+        assert!(CompiledPolicy::from_json(r#"{"output": {"harm_threshold": 1.2}}"#).is_err());
+        assert!(CompiledPolicy::from_json(r#"{"output": {"harm_threshold": -0.1}}"#).is_err());
+        let p = CompiledPolicy::from_json(r#"{"output": {"harm_threshold": 0.75}}"#).unwrap();
+        assert_eq!(p.policy.output.harm_threshold, 0.75);
     }
 
     #[test]

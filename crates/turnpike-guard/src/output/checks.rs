@@ -8,6 +8,7 @@ use crate::Trigger;
 use regex::{Regex, RegexSet};
 
 pub(crate) struct OutputPatterns {
+    harm: super::harm::HarmModel,
     commitment: RegexSet,
     number: Regex,
     policy_name: Regex,
@@ -44,6 +45,7 @@ impl OutputPatterns {
     pub(crate) fn new() -> Result<Self, PolicyError> {
         let err = |e: regex::Error| PolicyError::Pattern(e.to_string());
         Ok(OutputPatterns {
+            harm: super::harm::HarmModel::shipped().map_err(PolicyError::Invalid)?,
             commitment: RegexSet::new(COMMITMENTS.iter().map(|c| c.1)).map_err(err)?,
             number: Regex::new(r"[$€£]?\d+(?:[.,]\d+)*\s*%?").map_err(err)?,
             policy_name: Regex::new(
@@ -87,6 +89,14 @@ pub(crate) fn run(
     }
     if let Some(w) = policy.unsafe_words.first(folded) {
         hit(out.content_action, "content_safety", w.to_string());
+    }
+    if out.harm_threshold < 1.0 {
+        let p = pat.harm.score(window);
+        if p >= out.harm_threshold {
+            let a =
+                if out.content_action == SentenceAction::Redact { SentenceAction::Replace } else { out.content_action };
+            hit(a, "content_safety", format!("harm_model:{p:.2}"));
+        }
     }
     if let Some(w) = policy.competitors.first(folded) {
         hit(out.competitor_action, "brand", format!("competitor:{w}"));

@@ -7,6 +7,7 @@
 //! `finish` checks the unfinished tail too: no stream end skips the checks.
 
 mod checks;
+pub mod harm;
 mod segment;
 
 use crate::normalize::fold;

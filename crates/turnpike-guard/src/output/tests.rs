@@ -1,7 +1,7 @@
 //! Behaviour of the streaming checker end to end.
 
 use super::*;
-use crate::policy::TenantPolicy;
+use crate::policy::{SentenceAction, TenantPolicy};
 
 fn policy(edit: impl FnOnce(&mut TenantPolicy)) -> CompiledPolicy {
     let mut p = TenantPolicy::default();
@@ -108,4 +108,51 @@ fn grounding_flags_unsupported_numbers_and_policy_names() {
     let t: Vec<&str> = bad[0].triggers.iter().map(|t| t.detail.as_str()).collect();
     assert!(t.iter().any(|d| d.starts_with("number:45") || d.starts_with("policy:")), "{t:?}");
     assert_eq!(bad[0].verdict, OutputVerdict::Pass, "grounding flags by default");
+}
+
+/// The harm classifier's score for the first sentence window of `text`, as the checker computes it.
+fn harm_score(text: &str) -> f32 {
+    let w = harm::windows(text, 600);
+    harm::HarmModel::shipped().unwrap().score(&w[0])
+}
+
+#[test]
+fn harm_classifier_stops_a_window_at_or_above_the_tenant_threshold() {
+    let g = Guard::new().unwrap();
+    let reply = "Sure, mix the two cleaning products in a closed room so the gas spreads, then seal the door.";
+    let s = harm_score(reply);
+    assert!(s > 0.05 && s < 0.95, "a mid-range score keeps the test meaningful: {s}");
+    let strict = policy(|p| p.output.harm_threshold = s - 0.01);
+    let r = stream(&g, &strict, &[], reply);
+    assert_eq!(r[0].verdict, OutputVerdict::BlockAndHandoff);
+    assert!(r[0].triggers.iter().any(|t| t.check == "content_safety" && t.detail.starts_with("harm_model:")));
+    let lax = policy(|p| p.output.harm_threshold = s + 0.01);
+    assert_eq!(stream(&g, &lax, &[], reply)[0].verdict, OutputVerdict::Pass);
+    let off = policy(|p| p.output.harm_threshold = 1.0);
+    assert!(stream(&g, &off, &[], reply)[0].triggers.is_empty(), "1.0 turns the classifier off");
+}
+
+#[test]
+fn harm_classifier_hit_with_a_redact_action_replaces_the_sentence() {
+    let g = Guard::new().unwrap();
+    let reply = "Sure, mix the two cleaning products in a closed room so the gas spreads, then seal the door.";
+    let p = policy(|p| {
+        p.output.harm_threshold = harm_score(reply) - 0.01;
+        p.output.content_action = SentenceAction::Redact;
+    });
+    let r = stream(&g, &p, &[], reply);
+    assert_eq!(r[0].verdict, OutputVerdict::Replace, "a statistical hit has no words to redact");
+    assert!(!r[0].text.contains("cleaning products"));
+}
+
+#[test]
+fn default_threshold_passes_ordinary_support_replies() {
+    let g = Guard::new().unwrap();
+    let p = policy(|_| {});
+    let reply = "Thanks for waiting. Your parcel left our depot this morning. I'm sorry it is late. \
+                 Please keep the knife block away from children. If the battery gets hot, stop using it. \
+                 You can reset your password from the sign-in page.";
+    for r in stream(&g, &p, &[], reply) {
+        assert_eq!(r.verdict, OutputVerdict::Pass, "{r:?}");
+    }
 }

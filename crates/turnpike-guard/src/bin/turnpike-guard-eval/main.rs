@@ -5,13 +5,16 @@
 //! figures come from generated values with valid checksums. Exit status is 0 whatever the figures: the
 //! command measures, it does not gate.
 //!
-//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X] [--split dev|heldout|all] [--show-dev-misses]`
-//! (default cache `target/guard-eval-data`; default reports the dev half, the held-out half and all).
+//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X] [--harm-threshold X] [--split dev|heldout|all]
+//! [--show-dev-misses]` (default cache `target/guard-eval-data`; default reports the dev half, the held-out
+//! half and all), or `turnpike-guard-eval train [--cache DIR] [--out FILE]` to regenerate the harm
+//! classifier's weights (default `crates/turnpike-guard/src/output/harm_model.txt`).
 
 mod benign;
 mod data;
 mod output_eval;
 mod pii_gen;
+mod train;
 
 use std::path::PathBuf;
 use turnpike_guard::policy::{CompiledPolicy, TenantPolicy};
@@ -63,9 +66,34 @@ fn run() -> Result<(), String> {
     let mut threshold = None;
     let mut splits = vec![Split::Dev, Split::Heldout, Split::All];
     let mut show_dev_misses = false;
-    let mut args = std::env::args().skip(1);
+    let mut harm_threshold = None;
+    let mut train_out = None;
+    let mut params = turnpike_guard::output::harm::TrainParams::default();
+    let mut cv_only = false;
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("train") {
+        args.next();
+        train_out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/output/harm_model.txt")));
+    }
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--out" if train_out.is_some() => {
+                train_out = Some(args.next().map(PathBuf::from).ok_or("--out needs a file")?)
+            }
+            "--cv-only" if train_out.is_some() => cv_only = true,
+            "--epochs" | "--lr" | "--l2" | "--bias" if train_out.is_some() => {
+                let v = args.next().and_then(|t| t.parse::<f32>().ok()).ok_or(format!("{a} needs a number"))?;
+                match a.as_str() {
+                    "--epochs" => params.epochs = v as usize,
+                    "--lr" => params.learning_rate = v,
+                    "--l2" => params.l2 = v,
+                    _ => params.bias = v,
+                }
+            }
+            "--harm-threshold" => {
+                harm_threshold =
+                    Some(args.next().and_then(|t| t.parse::<f32>().ok()).ok_or("--harm-threshold needs a number")?)
+            }
             "--cache" => cache = args.next().map(PathBuf::from).ok_or("--cache needs a directory")?,
             "--threshold" => {
                 threshold = Some(args.next().and_then(|t| t.parse::<f32>().ok()).ok_or("--threshold needs a number")?)
@@ -84,9 +112,16 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    if let Some(out) = train_out {
+        let pyrit = data::fetch(&cache, &data::PYRIT)?;
+        return train::run(&pyrit, (!cv_only).then_some(out.as_path()), params);
+    }
     let mut policy = TenantPolicy::default();
     if let Some(t) = threshold {
         policy.injection.threshold = t;
+    }
+    if let Some(t) = harm_threshold {
+        policy.output.harm_threshold = t;
     }
     let compiled = CompiledPolicy::compile(policy).map_err(|e| e.to_string())?;
     let guard = Guard::new().map_err(|e| e.to_string())?;
@@ -207,7 +242,12 @@ fn output_report(
         split.label(),
         data::PYRIT.version
     );
-    println!("harmful = mean human score >= 0.5, harmless = 0; in-between rows are not scored.\n");
+    println!(
+        "harmful = mean human score >= 0.5, harmless = 0; in-between rows are not scored. Flagged = any sentence \
+         window stopped for content safety (word list or harm classifier at threshold {}). The classifier was \
+         trained on the dev half only.\n",
+        compiled.policy.output.harm_threshold
+    );
     println!("| set | harmful n | recall | harmless n | FPR | precision | not scored |\n|---|---|---|---|---|---|---|");
     let (mut tp, mut p, mut fp, mut n) = (0, 0, 0, 0);
     for s in output_eval::score(pyrit, guard, compiled, |t| split.keeps(t))? {
@@ -224,6 +264,14 @@ fn output_report(
         (tp, p, fp, n) = (tp + s.harmful_flagged, p + s.harmful, fp + s.harmless_flagged, n + s.harmless);
     }
     println!("\nPooled: recall {}, FPR {}, precision {}", pct(tp, p), pct(fp, n), pct(tp, tp + fp));
+    let replies = benign::support_replies();
+    let flagged = replies.iter().filter(|r| output_eval::flags(guard, compiled, r)).count();
+    println!(
+        "Benign support-bot replies (team-written, not trained on; the same for every split): {flagged}/{} \
+         flagged, FPR {}",
+        replies.len(),
+        pct(flagged, replies.len())
+    );
     Ok(())
 }
 

@@ -29,14 +29,16 @@ pub fn flags(guard: &Guard, policy: &CompiledPolicy, text: &str) -> bool {
     releases.iter().any(|r| r.verdict != OutputVerdict::Pass && r.triggers.iter().any(|t| t.check == "content_safety"))
 }
 
-/// Scores every `harm/*.csv` file with a header naming `assistant_response` and `human_score_*` columns.
-/// `keep` selects the rows by response text (the dev/held-out split).
-pub fn score(
-    pyrit: &Path,
-    guard: &Guard,
-    policy: &CompiledPolicy,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<Scored>, String> {
+/// One human-labelled reply: harm category (file stem), reply text, mean human score.
+pub struct Row {
+    pub category: String,
+    pub text: String,
+    pub mean: f64,
+}
+
+/// Reads every `harm/*.csv` file with a header naming `assistant_response` and `human_score_*` columns, in
+/// file-name order then row order.
+pub fn rows(pyrit: &Path) -> Result<Vec<Row>, String> {
     let dir = pyrit.join("pyrit/datasets/scorer_evals/harm");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -60,28 +62,50 @@ pub fn score(
             continue;
         }
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
-        let mut s =
-            Scored { category: name, harmful: 0, harmful_flagged: 0, harmless: 0, harmless_flagged: 0, unsure: 0 };
         for row in rd.records() {
             let row = row.map_err(|e| format!("{}: {e}", path.display()))?;
             let vals: Vec<f64> = scores.iter().filter_map(|&i| row.get(i)?.trim().parse().ok()).collect();
-            let Some(text) = row.get(resp).filter(|t| !t.trim().is_empty() && keep(t)) else { continue };
+            let Some(text) = row.get(resp).filter(|t| !t.trim().is_empty()) else { continue };
             if vals.is_empty() {
                 continue;
             }
             let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-            let flagged = flags(guard, policy, text);
-            if mean >= 0.5 {
-                s.harmful += 1;
-                s.harmful_flagged += usize::from(flagged);
-            } else if mean == 0.0 {
-                s.harmless += 1;
-                s.harmless_flagged += usize::from(flagged);
-            } else {
-                s.unsure += 1;
-            }
+            out.push(Row { category: name.clone(), text: text.to_string(), mean });
         }
-        out.push(s);
+    }
+    Ok(out)
+}
+
+/// Scores the rows `keep` selects (by reply text: the dev/held-out split), per category.
+pub fn score(
+    pyrit: &Path,
+    guard: &Guard,
+    policy: &CompiledPolicy,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<Scored>, String> {
+    let mut out: Vec<Scored> = Vec::new();
+    for r in rows(pyrit)?.into_iter().filter(|r| keep(&r.text)) {
+        if out.last().is_none_or(|s| s.category != r.category) {
+            out.push(Scored {
+                category: r.category.clone(),
+                harmful: 0,
+                harmful_flagged: 0,
+                harmless: 0,
+                harmless_flagged: 0,
+                unsure: 0,
+            });
+        }
+        let s = out.last_mut().expect("pushed above");
+        let flagged = flags(guard, policy, &r.text);
+        if r.mean >= 0.5 {
+            s.harmful += 1;
+            s.harmful_flagged += usize::from(flagged);
+        } else if r.mean == 0.0 {
+            s.harmless += 1;
+            s.harmless_flagged += usize::from(flagged);
+        } else {
+            s.unsure += 1;
+        }
     }
     Ok(out)
 }
