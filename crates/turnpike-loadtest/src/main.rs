@@ -23,6 +23,10 @@ use turnpike_core::Endpoints;
 use turnpike_schemas::{Codec, InboundTurn, OutboundKind, OutboundReply};
 use turnpike_topology::Topology;
 
+// The same allocator as the `turnpike` binary, so the in-process pipeline is measured as it runs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Load-test the whole Turnpike pipeline on the local stack")]
 struct Args {
@@ -50,6 +54,19 @@ struct Args {
     /// Also measure raw Kafka produce→consume of the same number of records of the same size.
     #[arg(long)]
     kafka_baseline: bool,
+    /// Serve the stages' Prometheus metrics here while the test runs (e.g. 127.0.0.1:9464), to see
+    /// which stage holds the work (`turnpike_stage_in_flight`, `turnpike_stage_processing_seconds`).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// librdkafka setting for the stages' clients, `key=value`, repeatable (e.g. `linger.ms=0`).
+    #[arg(long = "kafka-set", value_parser = turnpike::pipeline::parse_kafka_setting)]
+    kafka_set: Vec<(String, String)>,
+    /// One producer per stage instead of one shared by all stages (for comparison).
+    #[arg(long)]
+    producer_per_stage: bool,
+    /// Write `sent_ms,first_chunk_ms,final_ms` per turn (send time from the start of the run) to this file.
+    #[arg(long)]
+    latency_csv: Option<std::path::PathBuf>,
     /// Seconds to wait for the last replies.
     #[arg(long, default_value_t = 120)]
     drain_secs: u64,
@@ -74,6 +91,9 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("warn").init();
     let args = Args::parse();
+    if let Some(addr) = args.metrics_addr {
+        turnpike_runner::metrics_exporter::install(addr).map_err(anyhow::Error::msg)?;
+    }
     let ep = Endpoints::from_env();
     let base = Topology::load(&args.topology)?;
     base.validate(&args.topology.parent().unwrap_or(std::path::Path::new(".")).join("../schemas"))?;
@@ -94,8 +114,12 @@ async fn main() -> anyhow::Result<()> {
     let deps = turnpike_stages::Deps::connect(&ep).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let shutdown = CancellationToken::new();
     let llm = LlmSettings { base_url: mock.base_url(), api_key: None };
-    let pipe =
-        tokio::spawn(pipeline::run_all(topo.clone(), ep.clone(), deps, llm, Tuning::default(), shutdown.clone()));
+    let tuning = Tuning {
+        kafka_overrides: args.kafka_set.clone(),
+        share_producer: !args.producer_per_stage,
+        ..Tuning::default()
+    };
+    let pipe = tokio::spawn(pipeline::run_all(topo.clone(), ep.clone(), deps, llm, tuning, shutdown.clone()));
 
     let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5))?;
     let timing = Arc::new(Mutex::new(Timing::default()));
@@ -194,11 +218,20 @@ async fn main() -> anyhow::Result<()> {
 
     let ttft = args.mock_ttft_ms as f64;
     let (mut first_ms, mut final_ms) = (Vec::new(), Vec::new());
+    // First-chunk latency per tenth of the run (by send time), to tell a warm-up tail from a steady one.
+    let mut by_tenth: Vec<Vec<f64>> = vec![Vec::new(); 10];
+    let mut csv = String::from("sent_ms,first_chunk_ms,final_ms\n");
     let (done, last_final) = {
         let t = timing.lock().unwrap_or_else(|p| p.into_inner());
         for (id, sent) in &t.sent {
             if let Some(f) = t.first.get(id) {
-                first_ms.push(f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft);
+                let ms = f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft;
+                first_ms.push(ms);
+                let tenth = (sent.duration_since(started).as_secs_f64() / produced_in.as_secs_f64() * 10.0) as usize;
+                by_tenth[tenth.min(9)].push(ms);
+                let fin = t.last.get(id).map(|l| l.duration_since(*sent).as_secs_f64() * 1000.0).unwrap_or(f64::NAN);
+                let at = sent.duration_since(started).as_secs_f64() * 1000.0;
+                csv.push_str(&format!("{at:.1},{ms:.2},{fin:.2}\n"));
             }
             if let Some(l) = t.last.get(id) {
                 final_ms.push(l.duration_since(*sent).as_secs_f64() * 1000.0);
@@ -221,6 +254,11 @@ async fn main() -> anyhow::Result<()> {
         pct(&mut first_ms, 0.50),
         pct(&mut first_ms, 0.99)
     );
+    if let Some(path) = &args.latency_csv {
+        std::fs::write(path, csv).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let tenths: Vec<String> = by_tenth.iter_mut().map(|v| format!("{:.0}", pct(v, 0.99))).collect();
+    println!("first chunk p99 per tenth of the run (ms): {}", tenths.join(" "));
     println!("final reply latency: p50 {:.1} ms, p99 {:.1} ms", pct(&mut final_ms, 0.50), pct(&mut final_ms, 0.99));
     if args.kafka_baseline {
         let rate = kafka_baseline(&ep, &format!("{prefix}.baseline"), args.turns, payload_len).await?;

@@ -10,6 +10,6 @@ mod stage;
 mod tracker;
 
 pub use config::{ConfigError, RunnerConfig};
-pub use runner::{check_input_schema, now_ms, run, RunnerError};
+pub use runner::{check_input_schema, now_ms, run, run_with, RunnerError, SharedProducer};
 pub use stage::{Emitter, Source, Stage, StageError};
 pub use tracker::{Admit, PartitionTracker};

@@ -54,12 +54,49 @@ struct Worker<S: Stage> {
     stop: CancellationToken,
 }
 
-/// Runs `stage` until `shutdown` is cancelled or a fatal error occurs.
+/// One Kafka producer for the stages of one process (`turnpike run`): their records leave in common
+/// batches, so the broker serves a fraction of the produce requests that one producer per stage sends
+/// (measured with `turnpike-loadtest --rate 0`, see loadtest/README.md). The guarantees are the runner's
+/// own: it is built from a stage's [`RunnerConfig`] (idempotent, `acks=all`, `murmur2_random`), and one
+/// idempotent producer keeps the order of each key on each topic just as a producer per stage does.
+#[derive(Clone)]
+pub struct SharedProducer(FutureProducer);
+
+impl SharedProducer {
+    /// A producer with `cfg`'s settings (its Kafka overrides included), for every stage of the process.
+    pub fn new(cfg: &RunnerConfig) -> Result<Self, RunnerError> {
+        cfg.check()?;
+        let mut config = cfg.producer_config();
+        config.set("client.id", "turnpike-shared");
+        Ok(SharedProducer(config.create()?))
+    }
+}
+
+impl std::fmt::Debug for SharedProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedProducer")
+    }
+}
+
+/// Runs `stage` until `shutdown` is cancelled or a fatal error occurs, with a producer of its own.
 pub async fn run<S: Stage>(stage: S, cfg: RunnerConfig, shutdown: CancellationToken) -> Result<(), RunnerError> {
+    run_with(stage, cfg, None, shutdown).await
+}
+
+/// [`run`], producing through `shared` when given (stages of one process), else through a producer of its own.
+pub async fn run_with<S: Stage>(
+    stage: S,
+    cfg: RunnerConfig,
+    shared: Option<SharedProducer>,
+    shutdown: CancellationToken,
+) -> Result<(), RunnerError> {
     cfg.check()?;
     stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
     let codec = Codec::new(&cfg.registry_url, Duration::from_secs(5))?;
-    let producer: FutureProducer = cfg.producer_config().create()?;
+    let producer: FutureProducer = match shared {
+        Some(SharedProducer(p)) => p,
+        None => cfg.producer_config().create()?,
+    };
     let shared = Arc::new(Shared {
         state: Default::default(),
         progress: Default::default(),

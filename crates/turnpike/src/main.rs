@@ -10,6 +10,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use turnpike_core::Endpoints;
 
+// Many small, short-lived allocations per record (Avro values, chunks, futures): mimalloc serves them with
+// far less contention than glibc's malloc across the runtime's and librdkafka's threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Turnpike: a production chatbot pipeline on Kafka.
 #[derive(Parser)]
 #[command(version, about)]
@@ -115,6 +120,10 @@ struct RunArgs {
     /// Without it, prompts carry no knowledge.
     #[arg(long, env = "TURNPIKE_KNOWLEDGE_DIR")]
     knowledge_dir: Option<PathBuf>,
+    /// librdkafka setting for every stage's consumer and producer, `key=value`, repeatable (tuning such as
+    /// `linger.ms=0`; the settings the delivery guarantees rest on are refused at start-up).
+    #[arg(long = "kafka-set", value_parser = turnpike::pipeline::parse_kafka_setting)]
+    kafka_set: Vec<(String, String)>,
 }
 
 #[derive(Subcommand)]
@@ -217,6 +226,9 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
         instance_id: run.instance_id.clone(),
         dlq_max_per_minute: None,
         knowledge_dir: run.knowledge_dir.clone(),
+        kafka_overrides: run.kafka_set.clone(),
+        share_producer: true,
+        producer: None,
     };
     match stage {
         Some(name) => {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use turnpike_core::Endpoints;
 use turnpike_llm::{LlmConfig, LlmError, LlmRouter, OpenAiClient, OpenAiConfig};
-use turnpike_runner::{check_input_schema, run, RunnerConfig, RunnerError, Stage};
+use turnpike_runner::{check_input_schema, run_with, RunnerConfig, RunnerError, SharedProducer, Stage};
 use turnpike_stages::{assemble, deliver, generate, guard_in, guard_out, handoff, ingest, route, Deps};
 use turnpike_topology::Topology;
 
@@ -62,6 +62,14 @@ fn assemble_stage(
     })
 }
 
+/// Parses a `key=value` librdkafka setting (the `--kafka-set` flag).
+pub fn parse_kafka_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("`{s}` is not a librdkafka setting of the form key=value")),
+    }
+}
+
 /// Runtime knobs that are not topology.
 #[derive(Clone, Debug)]
 pub struct Tuning {
@@ -73,11 +81,25 @@ pub struct Tuning {
     pub dlq_max_per_minute: Option<u32>,
     /// Root of the per-tenant knowledge indexes (`turnpike knowledge ingest`); `None`: no retrieval.
     pub knowledge_dir: Option<std::path::PathBuf>,
+    /// librdkafka settings for every stage's clients (tuning only: the runner refuses the protected ones).
+    pub kafka_overrides: Vec<(String, String)>,
+    /// Whether the stages of one process share one producer (default; see [`SharedProducer`]).
+    pub share_producer: bool,
+    /// The producer the stages of this process share; [`run_stages`] makes one when it runs several.
+    pub producer: Option<SharedProducer>,
 }
 
 impl Default for Tuning {
     fn default() -> Self {
-        Tuning { max_in_flight_per_partition: 512, instance_id: None, dlq_max_per_minute: None, knowledge_dir: None }
+        Tuning {
+            max_in_flight_per_partition: 512,
+            instance_id: None,
+            dlq_max_per_minute: None,
+            knowledge_dir: None,
+            kafka_overrides: Vec::new(),
+            share_producer: true,
+            producer: None,
+        }
     }
 }
 
@@ -91,6 +113,7 @@ async fn run_one<S: Stage>(
 ) -> Result<(), RunnerError> {
     let mut cfg = RunnerConfig::from_topology(topology, name, endpoints)?;
     cfg.max_in_flight_per_partition = tuning.max_in_flight_per_partition;
+    cfg.kafka_overrides = tuning.kafka_overrides.clone();
     if let Some(max) = tuning.dlq_max_per_minute {
         cfg.dlq_max_per_minute = max;
     }
@@ -102,7 +125,7 @@ async fn run_one<S: Stage>(
         code: "topology",
         message,
     })?;
-    run(stage, cfg, shutdown).await
+    run_with(stage, cfg, tuning.producer.clone(), shutdown).await
 }
 
 /// Runs the stage called `name` until `shutdown` is cancelled.
@@ -181,9 +204,14 @@ pub async fn run_stages(
     endpoints: Endpoints,
     deps: Deps,
     llm: LlmSettings,
-    tuning: Tuning,
+    mut tuning: Tuning,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
+    if stages.len() > 1 && tuning.share_producer && tuning.producer.is_none() {
+        let mut cfg = RunnerConfig::from_topology(&topology, stages[0], &endpoints)?;
+        cfg.kafka_overrides = tuning.kafka_overrides.clone();
+        tuning.producer = Some(SharedProducer::new(&cfg)?);
+    }
     let mut set = tokio::task::JoinSet::new();
     let stop = shutdown.child_token();
     for &stage in stages {
