@@ -81,7 +81,8 @@ impl Inbound {
             .set("acks", "all")
             // Java's partitioner, as every stage uses: the session lands where the pipeline expects it.
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "1")
+            // No linger, as the stages: the user waits on this hop (see turnpike-runner's producer config).
+            .set("linger.ms", "0")
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| e.to_string())?;

@@ -215,6 +215,11 @@ async fn main() -> anyhow::Result<()> {
     meter.abort();
     shutdown.cancel();
     let _ = pipe.await;
+    // Leftover topics pile up on the broker run after run (thousands of partitions slow it down and were
+    // seen to exhaust its heap): the test's own topics go when it ends.
+    if let Err(e) = turnpike_topology::apply::delete_topics(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await {
+        eprintln!("warning: could not delete the test's topics (prefix {prefix}): {e}");
+    }
 
     let ttft = args.mock_ttft_ms as f64;
     let (mut first_ms, mut final_ms) = (Vec::new(), Vec::new());
@@ -304,5 +309,7 @@ async fn kafka_baseline(ep: &Endpoints, topic: &str, n: usize, size: usize) -> a
     }
     while futures::StreamExt::next(&mut sends).await.is_some() {}
     tokio::time::timeout(Duration::from_secs(120), reader).await??;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    turnpike_topology::apply::delete_topics(&t, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
+    Ok(rate)
 }

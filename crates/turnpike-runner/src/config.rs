@@ -149,7 +149,11 @@ impl RunnerConfig {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", "1")
+            // No linger: a turn crosses eight produce hops before its first chunk reaches a client, and
+            // under load batches form anyway while earlier requests are in flight. Measured with
+            // turnpike-loadtest at 58 turns/s: first chunk p50 21.5 ms with 1 ms, 10.4 ms with 0; at full
+            // load 277 vs 297-306 turns/s.
+            .set("linger.ms", "0")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "30000");
         for (k, v) in &self.kafka_overrides {

@@ -121,7 +121,7 @@ struct RunArgs {
     #[arg(long, env = "TURNPIKE_KNOWLEDGE_DIR")]
     knowledge_dir: Option<PathBuf>,
     /// librdkafka setting for every stage's consumer and producer, `key=value`, repeatable (tuning such as
-    /// `linger.ms=0`; the settings the delivery guarantees rest on are refused at start-up).
+    /// `batch.size=65536`; the settings the delivery guarantees rest on are refused at start-up).
     #[arg(long = "kafka-set", value_parser = turnpike::pipeline::parse_kafka_setting)]
     kafka_set: Vec<(String, String)>,
 }
