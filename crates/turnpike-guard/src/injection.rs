@@ -190,11 +190,13 @@ const FAMILIES: &[(&str, f32, &str)] = &[
         r"\b(topic|subject|question|thing|request)\s+(that\s+)?(i\s+will|i'll|i\s+am\s+going\s+to|i'm\s+going\s+to)\s+(mention|give|provide|tell|specify|name|say|send)\b|\blater[-\s]mentioned\s+(topic|subject|question)\b|\b(my\s+)?next\s+(prompt|message)\s+(is|will\s+be)\s*[:\[]|\b(instructions|steps|guide|tutorial)\s+(on\s+)?how\s+to\s+(perform|do|carry\s+out|execute|achieve)\s+(that|this|the)\s+(action|thing|task|activity)\b|\bwhatever\s+(is|was)\s+(outputted|output|printed|decoded)\b",
     ),
     // A fill-in scaffold ("Step 1, ... Step 2, ...", `print("First, ...")`) the model is asked to complete:
-    // code-completion and story-completion jailbreaks.
+    // code-completion and story-completion jailbreaks. Only punctuation, `print(` or a step label may stand
+    // between an ellipsis and the next step: a user's own story told with ellipses ("First... I logged in, then... it
+    // crashed") is not a scaffold.
     (
         "completion_scaffold",
         0.6,
-        r"\b(step\s*(1|one)|first(ly)?)\s*[,:.]?\s*(\.\.\.|…).{0,300}?\b(step\s*(2|two)|then|next|secondly|finally)\s*[,:.]?\s*(\.\.\.|…)",
+        r"\b(step\s*(1|one)|first(ly)?)\s*[,:.]?\s*(\.\.\.|…)(?:[^\p{L}\p{N}]|print\(|step\s*(?:\d|one|two|three)){0,16}(step\s*(2|two)|then|next|secondly|finally)\s*[,:.]?\s*(\.\.\.|…)",
     ),
     (
         "completion_scaffold",
@@ -584,6 +586,25 @@ mod tests {
             "What are the new rules for returns?",
         ] {
             assert!(score(t).score < 0.5, "{t}: {:?}", score(t));
+        }
+    }
+
+    #[test]
+    fn a_story_told_with_ellipses_is_not_a_scaffold() {
+        for t in [
+            "First... I logged in, then... the page just crashed when I paid.",
+            "Step 1... add to cart. Step 2... checkout fails with error 500. Help?",
+            "firstly... my parcel is late, secondly... the tracking link is broken",
+        ] {
+            assert!(score(t).score < 0.5, "{t}: {:?}", score(t));
+        }
+        for t in [
+            "Step 1, ... Step 2, ... Finally, ...",
+            "print(\"First, ...\")\nprint(\"Then, ...\")",
+            "# Step 1 print(\"First, ...\") # Step 2 print(\"Then, ...\")",
+            "Step one, ... Step two, Finally, ...",
+        ] {
+            assert!(score(t).families.contains(&"completion_scaffold"), "{t}: {:?}", score(t));
         }
     }
 
