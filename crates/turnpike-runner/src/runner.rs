@@ -93,7 +93,6 @@ pub async fn run_with<S: Stage>(
     cfg.check()?;
     stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
     let codec = Codec::new(&cfg.registry_url, Duration::from_secs(5))?;
-    warm_up(&codec, &cfg, <S::In as Record>::SCHEMA_NAME).await;
     let producer: FutureProducer = match shared {
         Some(SharedProducer(p)) => p,
         None => cfg.producer_config().create()?,
@@ -166,28 +165,6 @@ pub async fn run_with<S: Stage>(
     match worker.fatal.get() {
         Some(e) => Err(RunnerError::Fatal { stage: cfg.stage, code: e.code(), message: e.to_string() }),
         None => Ok(()),
-    }
-}
-
-/// Asks the registry, before the first record, for what the stage's topics need (input and outputs), so
-/// the first turns after a start do not wait one registry round trip per hop. Bounded, and only logged on
-/// failure: a registry outage
-/// must not stop a start, the lookups happen again lazily (and retryably) on the first record.
-async fn warm_up(codec: &Codec, cfg: &RunnerConfig, input_schema: &'static str) {
-    let topics = std::iter::once((input_schema, cfg.input_topic.as_str()))
-        .chain(cfg.outputs.iter().map(|(schema, topic)| (*schema, topic.as_str())));
-    let all = async {
-        for (schema, topic) in topics {
-            if let Err(e) = codec.warm_up(topic, schema).await {
-                tracing::warn!(stage = cfg.stage, topic, error = %e, "Schema lookup ahead of the first record failed; it is retried on the first record.");
-            }
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(5), all).await.is_err() {
-        tracing::warn!(
-            stage = cfg.stage,
-            "Schema lookups ahead of the first record took over 5 s; going on without them."
-        );
     }
 }
 

@@ -142,10 +142,6 @@ impl Codec {
     /// The id and parsed schema `R` is written with on `topic`, registering it under `<topic>-value` on
     /// first use. Cached per topic, so the registry is asked once per process and topic.
     async fn writer<R: Record>(&self, topic: &str) -> Result<Writer, CodecError> {
-        self.writer_for(topic, R::SCHEMA).await
-    }
-
-    async fn writer_for(&self, topic: &str, schema: &str) -> Result<Writer, CodecError> {
         if let Some(w) = self.writers.lock().unwrap_or_else(|p| p.into_inner()).get(topic) {
             return Ok(w.clone());
         }
@@ -153,7 +149,7 @@ impl Codec {
         let strategy = SubjectNameStrategy::TopicNameStrategyWithSchema(
             topic.to_string(),
             false,
-            SuppliedSchema::new(None, SchemaType::Avro, schema.to_string()),
+            SuppliedSchema::new(None, SchemaType::Avro, R::SCHEMA.to_string()),
         );
         let registered = match self.encoder.get_schema_and_id(&subject, strategy).await {
             Ok(s) => s,
@@ -169,22 +165,6 @@ impl Codec {
         let w = (registered.id, Arc::new(registered.parsed.clone()));
         self.writers.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.to_string(), w.clone());
         Ok(w)
-    }
-
-    /// Fetches and caches, ahead of the first record, what writing `schema_name` records to `topic` needs
-    /// (the registry id and parsed schema) and what reading them back needs (the writer schema by id), so
-    /// the first turns after a start do not pay one registry round trip per hop. Best effort for callers:
-    /// the same lookups happen lazily on the first record anyway.
-    pub async fn warm_up(&self, topic: &str, schema_name: &str) -> Result<(), CodecError> {
-        let schema = crate::ALL_SCHEMAS.iter().find(|(n, _)| *n == schema_name).map(|(_, s)| *s).ok_or_else(|| {
-            CodecError::Encode { schema: "unknown", detail: format!("no schema named {schema_name} in this build") }
-        })?;
-        let (id, _) = self.writer_for(topic, schema).await?;
-        self.decoder.get_schema(id).await.map_err(|e| {
-            self.decoder.remove_errors_from_cache();
-            classify_registry(&e, Some(id))
-        })?;
-        Ok(())
     }
 
     /// Encodes `record` for `topic` in the Confluent wire format.
