@@ -9,7 +9,8 @@
 //!   `max_in_flight_per_partition` records, beyond which the partition is paused (never the poll loop).
 //! - **Failures by class.** Retryable: back off exponentially and retry the same record, blocking only its
 //!   session. Poison: dead-letter with the original bytes and headers naming the cause, then move on,
-//!   at most `dlq_max_per_minute` (inputs a stage *rejected* after validating them do not count). Fatal: drain, commit and return an error (the binary exits non-zero).
+//!   at most `dlq_max_per_minute` (inputs a stage *rejected* after validating them do not count).
+//!   Fatal: drain, commit and return an error (the binary exits non-zero).
 //! - **Clean hand-over.** On revoke and on shutdown, in-flight work is drained up to `drain_timeout`,
 //!   offsets are committed synchronously, and only then are partitions released.
 
