@@ -10,6 +10,7 @@
 
 pub mod injection;
 pub mod input;
+pub mod linear;
 pub mod normalize;
 pub mod output;
 pub mod pii;

@@ -8,7 +8,7 @@ use crate::Trigger;
 use regex::{Regex, RegexSet};
 
 pub(crate) struct OutputPatterns {
-    harm: super::harm::HarmModel,
+    harm: crate::linear::LinearModel,
     commitment: RegexSet,
     number: Regex,
     policy_name: Regex,
@@ -45,7 +45,7 @@ impl OutputPatterns {
     pub(crate) fn new() -> Result<Self, PolicyError> {
         let err = |e: regex::Error| PolicyError::Pattern(e.to_string());
         Ok(OutputPatterns {
-            harm: super::harm::HarmModel::shipped().map_err(PolicyError::Invalid)?,
+            harm: super::harm::shipped().map_err(PolicyError::Invalid)?,
             commitment: RegexSet::new(COMMITMENTS.iter().map(|c| c.1)).map_err(err)?,
             number: Regex::new(r"[$€£]?\d+(?:[.,]\d+)*\s*%?").map_err(err)?,
             policy_name: Regex::new(

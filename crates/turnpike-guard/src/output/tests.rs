@@ -113,7 +113,7 @@ fn grounding_flags_unsupported_numbers_and_policy_names() {
 /// The harm classifier's score for the first sentence window of `text`, as the checker computes it.
 fn harm_score(text: &str) -> f32 {
     let w = harm::windows(text, 600);
-    harm::HarmModel::shipped().unwrap().score(&w[0])
+    harm::shipped().unwrap().score(&w[0])
 }
 
 #[test]

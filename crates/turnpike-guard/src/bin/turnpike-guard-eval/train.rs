@@ -10,44 +10,64 @@
 use crate::data;
 use crate::output_eval;
 use std::path::Path;
+use turnpike_guard::linear;
 use turnpike_guard::output::harm::{self, TrainParams};
 
-/// One training reply: its windows, label, and whether it is a support reply (else PyRIT).
-struct Reply {
-    windows: Vec<String>,
-    harmful: bool,
-    support: bool,
-    fold: u64,
+/// One training example for cross-validation: the texts it is scored on (its score is the highest), its
+/// label, the group it is reported under, and its fold.
+pub struct Item {
+    /// The example as written (before folding and windowing).
+    pub raw: String,
+    pub texts: Vec<String>,
+    pub positive: bool,
+    /// Training weight within its class (see `linear::train_weighted`).
+    pub weight: f32,
+    pub group: String,
+    pub fold: u64,
 }
 
-/// 5-fold cross-validation on the training replies only (folds by reply, from the hash's upper bits so
-/// they are independent of the dev/held-out bit): out-of-fold reply-level recall and false-positive rates
-/// per threshold, the figures the default threshold is chosen from.
-fn cross_validate(replies: &[Reply], params: TrainParams) {
-    let mut scored: Vec<(f32, &Reply)> = Vec::new();
+/// The cross-validation fold of a text, from the hash's upper bits so folds are independent of the
+/// dev/held-out bit.
+pub fn fold_of(text: &str) -> u64 {
+    (data::fnv1a(text) >> 1) % 5
+}
+
+/// 5-fold cross-validation on the training items only: out-of-fold scores, and a table of the share of each
+/// group at or above each threshold (recall for positive groups, false-positive rate for negative ones), the
+/// figures a default threshold is chosen from. Returns each item's out-of-fold score.
+pub fn cross_validate<'a>(items: &'a [Item], params: TrainParams, thresholds: &[f32]) -> Vec<(f32, &'a Item)> {
+    let mut scored: Vec<(f32, &Item)> = Vec::new();
     for k in 0..5 {
-        let train: Vec<(String, bool)> = replies
+        let train: Vec<(&str, bool, f32)> = items
             .iter()
             .filter(|r| r.fold != k)
-            .flat_map(|r| r.windows.iter().map(move |w| (w.clone(), r.harmful)))
+            .flat_map(|r| r.texts.iter().map(move |w| (w.as_str(), r.positive, r.weight)))
             .collect();
-        let m = harm::train(&train, params);
-        for r in replies.iter().filter(|r| r.fold == k) {
-            scored.push((r.windows.iter().map(|w| m.score(w)).fold(0.0, f32::max), r));
+        let m = linear::train_weighted(&train, params);
+        for r in items.iter().filter(|r| r.fold == k) {
+            scored.push((r.texts.iter().map(|w| m.score(w)).fold(0.0, f32::max), r));
         }
     }
-    println!("\n5-fold cross-validation on the training replies (out-of-fold, reply level)\n");
-    println!("| threshold | PyRIT harmful recall | PyRIT harmless FPR | support replies FPR |\n|---|---|---|---|");
-    for t in [0.5f32, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9] {
-        let count = |f: &dyn Fn(&Reply) -> bool| {
-            let all: Vec<f32> = scored.iter().filter(|(_, r)| f(r)).map(|(s, _)| *s).collect();
-            (all.iter().filter(|s| **s >= t).count(), all.len())
-        };
-        let (tp, p) = count(&|r| r.harmful);
-        let (fp, n) = count(&|r| !r.harmful && !r.support);
-        let (sfp, sn) = count(&|r| r.support);
-        println!("| {t} | {tp}/{p} | {fp}/{n} | {sfp}/{sn} |");
+    let mut groups: Vec<(&str, bool)> = Vec::new();
+    for r in items {
+        if !groups.iter().any(|g| g.0 == r.group) {
+            groups.push((&r.group, r.positive));
+        }
     }
+    println!("\n5-fold cross-validation on the training data (out-of-fold; flagged/n)\n");
+    let head: Vec<String> = groups.iter().map(|(g, p)| format!("{g} {}", if *p { "recall" } else { "FPR" })).collect();
+    println!("| threshold | {} |\n|---|{}", head.join(" | "), "---|".repeat(groups.len()));
+    for &t in thresholds {
+        let cells: Vec<String> = groups
+            .iter()
+            .map(|(g, _)| {
+                let all: Vec<f32> = scored.iter().filter(|(_, r)| r.group == *g).map(|(s, _)| *s).collect();
+                format!("{}/{}", all.iter().filter(|s| **s >= t).count(), all.len())
+            })
+            .collect();
+        println!("| {t} | {} |", cells.join(" | "));
+    }
+    scored
 }
 
 /// `params` are the training settings (the shipped model uses `TrainParams::default()`); `out` None only
@@ -56,7 +76,6 @@ pub fn run(pyrit: &Path, out: Option<&Path>, params: TrainParams) -> Result<(), 
     let max_chars = turnpike_guard::policy::OutputPolicy::default().max_sentence_chars;
     let mut examples = Vec::new();
     let mut replies = Vec::new();
-    let fold = |t: &str| (data::fnv1a(t) >> 1) % 5;
     let (mut harmful, mut harmless) = (0, 0);
     for r in output_eval::rows(pyrit)?.into_iter().filter(|r| data::is_dev(&r.text)) {
         let label = if r.mean >= 0.5 {
@@ -70,14 +89,17 @@ pub fn run(pyrit: &Path, out: Option<&Path>, params: TrainParams) -> Result<(), 
         };
         let windows = harm::windows(&r.text, max_chars);
         examples.extend(windows.iter().map(|w| (w.clone(), label)));
-        replies.push(Reply { windows, harmful: label, support: false, fold: fold(&r.text) });
+        let group = if label { "PyRIT harmful" } else { "PyRIT harmless" };
+        let (raw, fold) = (r.text.clone(), fold_of(&r.text));
+        replies.push(Item { raw, texts: windows, positive: label, weight: 1.0, group: group.into(), fold });
     }
     let mut support = 0;
     for line in harm::SUPPORT_REPLIES.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         support += 1;
         let windows = harm::windows(line, max_chars);
         examples.extend(windows.iter().map(|w| (w.clone(), false)));
-        replies.push(Reply { windows, harmful: false, support: true, fold: fold(line) });
+        let (raw, fold) = (line.to_string(), fold_of(line));
+        replies.push(Item { raw, texts: windows, positive: false, weight: 1.0, group: "support replies".into(), fold });
     }
     let model = harm::train(&examples, params);
     let provenance = format!(
@@ -99,9 +121,9 @@ pub fn run(pyrit: &Path, out: Option<&Path>, params: TrainParams) -> Result<(), 
     );
     println!("{provenance}");
     if let Some(out) = out {
-        std::fs::write(out, model.to_text(&provenance)).map_err(|e| format!("{}: {e}", out.display()))?;
+        std::fs::write(out, model.to_text(harm::KIND, &provenance)).map_err(|e| format!("{}: {e}", out.display()))?;
         println!("wrote {}", out.display());
     }
-    cross_validate(&replies, params);
+    cross_validate(&replies, params, &[0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9]);
     Ok(())
 }
