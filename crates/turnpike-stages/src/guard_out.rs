@@ -97,6 +97,22 @@ fn checked(
     }
 }
 
+/// Sentences released by the same record that passed untouched leave as one chunk: they are released at
+/// the same instant anyway, and a model faster than the pipeline would otherwise cost a record per sentence
+/// on two topics. A sentence with a trigger or another verdict keeps a chunk of its own, so its verdict and
+/// audit position stay exact.
+fn merge_passed(releases: Vec<Release>) -> Vec<Release> {
+    let mut merged: Vec<Release> = Vec::with_capacity(releases.len());
+    for r in releases.into_iter().filter(|r| !r.text.is_empty()) {
+        let clean = |r: &Release| r.verdict == OutputVerdict::Pass && r.triggers.is_empty();
+        match merged.last_mut() {
+            Some(last) if clean(last) && clean(&r) => last.text.push_str(&r.text),
+            _ => merged.push(r),
+        }
+    }
+    merged
+}
+
 impl Stage for GuardOut {
     type In = ReplyChunk;
 
@@ -141,7 +157,7 @@ impl Stage for GuardOut {
         state.checker = checker.state();
 
         let mut outputs = Vec::with_capacity(releases.len() + 1);
-        for r in releases.into_iter().filter(|r| !r.text.is_empty()) {
+        for r in merge_passed(releases) {
             let triggers: Vec<GuardTrigger> = r
                 .triggers
                 .iter()
@@ -222,5 +238,13 @@ mod tests {
         let back = decode(&encode(&s)).unwrap();
         assert_eq!((back.next_index, back.checker), (7, s.checker));
         assert!(decode("garbage").is_none());
+    }
+
+    #[test]
+    fn sentences_that_passed_together_leave_together_and_flagged_ones_alone() {
+        let pass = |t: &str| Release { text: t.into(), verdict: OutputVerdict::Pass, triggers: vec![] };
+        let redacted = Release { text: "Call [redacted]. ".into(), verdict: OutputVerdict::Redact, triggers: vec![] };
+        let merged = merge_passed(vec![pass("One. "), pass("Two. "), redacted.clone(), pass(""), pass("Three.")]);
+        assert_eq!(merged, vec![pass("One. Two. "), redacted, pass("Three.")]);
     }
 }

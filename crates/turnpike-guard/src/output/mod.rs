@@ -10,6 +10,10 @@ mod checks;
 pub mod harm;
 mod segment;
 
+/// Where the first complete sentence of a buffer ends: generate flushes there, because guard-out can release
+/// nothing before it.
+pub use segment::next_sentence;
+
 use crate::normalize::fold;
 use crate::policy::{CompiledPolicy, SentenceAction};
 use crate::{Guard, Trigger};

@@ -9,7 +9,7 @@ const ABBREVIATIONS: &[&str] =
     &["e.g", "i.e", "mr", "mrs", "ms", "dr", "st", "vs", "etc", "no", "approx", "inc", "ltd", "co", "jr", "sr"];
 
 /// Byte length of the first complete sentence in `buf` (including trailing whitespace seen so far).
-pub(crate) fn next_sentence(buf: &str, max_chars: usize) -> Option<usize> {
+pub fn next_sentence(buf: &str, max_chars: usize) -> Option<usize> {
     let b = buf.as_bytes();
     let mut iter = buf.char_indices().peekable();
     while let Some((i, c)) = iter.next() {

@@ -1,8 +1,9 @@
 //! generate: routed prompt → reply chunks (+ handoff request).
 //!
 //! Guarantee: every routed prompt yields reply chunks numbered from 0 and exactly one FINAL chunk per
-//! processing, streamed as the model produces them: the first text is emitted at once (time to first token
-//! matters most), later text is coalesced into chunks of at least `min_chunk_chars` or `max_chunk_delay`.
+//! processing, streamed as the model produces them: the first chunk leaves as soon as it holds a complete
+//! sentence (guard-out releases nothing shorter, so that is the user's first text), later text is coalesced
+//! over `max_chunk_delay`; text that has already arrived always joins the chunk it finds leaving.
 //!
 //! Commit point: until the first chunk is emitted, an LLM failure is retryable and invisible (the runner
 //! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
@@ -44,7 +45,9 @@ pub struct Generate {
     pub deps: Deps,
     /// Chains per tier, prices, budget and output cap.
     pub llm: LlmRouter,
-    pub min_chunk_chars: usize,
+    /// A chunk leaves when it holds the reply's first complete sentence, when `max_chunk_delay` has passed
+    /// since the last one, or at this size; and it grows past that point with text that has already arrived.
+    pub max_chunk_chars: usize,
     pub max_chunk_delay: Duration,
     /// After this long since the turn was received, retrying an LLM failure stops and the user gets an
     /// apology instead of an ever-longer wait.
@@ -64,7 +67,7 @@ impl Generate {
         Generate {
             deps,
             llm,
-            min_chunk_chars: 64,
+            max_chunk_chars: 2048,
             max_chunk_delay: Duration::from_millis(50),
             turn_deadline: Duration::from_secs(60),
             apology: "I'm sorry, I couldn't finish my answer. I'm passing your question to a member of our team."
@@ -194,18 +197,32 @@ impl Stage for Generate {
         // Everything shown, for the low-confidence check at the end.
         let mut shown = String::new();
         let (mut usage, mut finish) = (None, None);
-        while let Some(ev) = stream.next().await {
+        // An event read ahead while deciding whether to flush (see `ready_text`).
+        let mut ahead = None;
+        loop {
+            let next = match ahead.take() {
+                Some(next) => next,
+                None => stream.next().await,
+            };
+            let Some(ev) = next else { break };
             match ev {
                 Ok(LlmEvent::TextDelta(t)) => {
                     shown.push_str(&t);
                     buf.push_str(&t);
-                    let first = ttft_ms.is_none();
-                    if first {
+                    if ttft_ms.is_none() {
                         let ms = started.elapsed().as_millis() as i32;
                         ttft_ms = Some(ms);
                         metrics::histogram!("turnpike_llm_ttft_seconds", &labels).record(ms as f64 / 1000.0);
+                        last_flush = Instant::now();
                     }
-                    if first || buf.len() >= self.min_chunk_chars || last_flush.elapsed() >= self.max_chunk_delay {
+                    // guard-out releases whole sentences only: the first one leaves as soon as it is complete
+                    // (that is the user's first text), later text at the chunk delay.
+                    let first_sentence =
+                        chunks.next == 0 && turnpike_guard::output::next_sentence(&buf, usize::MAX).is_some();
+                    let due = first_sentence
+                        || last_flush.elapsed() >= self.max_chunk_delay
+                        || buf.len() >= self.max_chunk_chars;
+                    if due && !ready_text(&mut stream, &mut ahead, buf.len(), self.max_chunk_chars) {
                         chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
                         last_flush = Instant::now();
                     }
@@ -265,6 +282,25 @@ impl Stage for Generate {
         self.settle(reservation.as_ref(), cost).await?;
         out.emit(&fin).await
     }
+}
+
+/// True when more text has already arrived (read into `ahead`) and the chunk may still grow: it then
+/// leaves with that text instead of on its own. Text that is already here costs no latency to wait for, and
+/// a model (or mock) that outruns the pipeline then costs a few records per reply instead of one per flush;
+/// a model streaming slower than the pipeline reads sees no change.
+fn ready_text<S>(stream: &mut S, ahead: &mut Option<Option<S::Item>>, len: usize, max: usize) -> bool
+where
+    S: futures::Stream<Item = Result<LlmEvent, turnpike_llm::LlmError>> + Unpin,
+{
+    use futures::FutureExt;
+    if len >= max {
+        return false;
+    }
+    // `Some(None)` is the end of the stream: kept too, so the stream is never polled past its end.
+    let Some(next) = stream.next().now_or_never() else { return false };
+    let text = matches!(next, Some(Ok(LlmEvent::TextDelta(_))));
+    *ahead = Some(next);
+    text
 }
 
 /// Days since the Unix epoch (UTC): the budget period. A number, not a date string: no calendar code
@@ -378,6 +414,29 @@ impl Generate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_grows_only_with_text_that_has_already_arrived() {
+        let delta = |t: &str| Ok(LlmEvent::TextDelta(t.into()));
+        let mut ahead = None;
+        // Text already here: the chunk waits for it (and keeps it).
+        let mut arrived = futures::stream::iter(vec![delta("more"), Ok(LlmEvent::Finish { reason: "stop".into() })]);
+        assert!(ready_text(&mut arrived, &mut ahead, 70, 2048));
+        assert!(matches!(ahead.take(), Some(Some(Ok(LlmEvent::TextDelta(t)))) if t == "more"));
+        // Not text (kept for the loop, flush now), and never past the cap.
+        assert!(!ready_text(&mut arrived, &mut ahead, 70, 2048));
+        assert!(matches!(ahead.take(), Some(Some(Ok(LlmEvent::Finish { .. })))));
+        assert!(!ready_text(&mut futures::stream::iter(vec![delta("x")]), &mut ahead, 2048, 2048));
+        assert!(ahead.is_none());
+        // The end of the stream is kept, so the stream is not polled past it.
+        assert!(!ready_text(&mut arrived, &mut ahead, 70, 2048));
+        assert!(matches!(ahead, Some(None)));
+        // Nothing has arrived yet: flush at once, nothing read ahead.
+        let mut ahead = None;
+        let mut waiting = futures::stream::pending::<Result<LlmEvent, turnpike_llm::LlmError>>();
+        assert!(!ready_text(&mut waiting, &mut ahead, 70, 2048));
+        assert!(ahead.is_none());
+    }
 
     #[test]
     fn budget_days_roll_over_at_utc_midnight() {
