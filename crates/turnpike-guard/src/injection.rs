@@ -11,7 +11,14 @@
 //! prompt", "content policy") are weak `loaded_term` evidence on their own and strong only in an AI or
 //! jailbreak phrasing; the weak families (persona assignment, AI reference, multi-response formats, fiction
 //! wrappers, output control, token smuggling) each sit in their own slot, so a message needs two of them.
+//!
+//! One more signal is statistical: the injection classifier (`injection_model`, logistic regression over
+//! hashed n-grams, weights shipped in the crate) adds strong `classifier` evidence when its probability
+//! reaches the tenant's `injection.classifier_threshold`, on messages of at least
+//! `injection_model::MIN_WORDS` words. It catches the long tail of jailbreak preambles whose wording no
+//! family names; the families still explain most decisions.
 
+use crate::linear::LinearModel;
 use crate::normalize::{collapse_spacing, dehyphen, deleet, fold};
 use crate::policy::PolicyError;
 use base64::Engine;
@@ -46,6 +53,7 @@ const SLOTS: &[&str] = &[
     "abuse_request",
     "deferred_payload",
     "completion_scaffold",
+    "classifier",
     "tenant_phrase",
 ];
 
@@ -212,6 +220,9 @@ const FAMILIES: &[(&str, f32, &str)] = &[
     ("persona_assignment", 0.35, r"\bdr\.?\s+al\b"),
 ];
 
+/// The classifier's evidence: enough to stop a turn alone at the default threshold of 0.5.
+const CLASSIFIER_WEIGHT: f32 = 0.6;
+
 /// Second-person directives; many of them in one long message is the shape of a jailbreak preamble.
 const DIRECTIVE: &str = r"\byou\s+(will|must|are|can|should|have\s+to|don't|do\s+not|never|always|shall)\b";
 
@@ -226,6 +237,9 @@ pub(crate) struct InjectionDetector {
     /// "DAN" in capitals (the persona's spelling; a customer called Dan writes "Dan"), and as a speaker tag.
     dan: Regex,
     dan_tag: Regex,
+    /// The statistical classifier (`injection_model`): catches the long tail of jailbreak wording that no
+    /// family names.
+    model: LinearModel,
 }
 
 impl InjectionDetector {
@@ -239,11 +253,13 @@ impl InjectionDetector {
             custom_gpt: Regex::new(r"\b([a-z][a-z0-9]*)[-_ ]?gpt\b").map_err(err)?,
             dan: Regex::new(r"\bDAN\b").map_err(err)?,
             dan_tag: Regex::new(r"(?m)^\W{0,3}\[?DAN\]?\s*:").map_err(err)?,
+            model: crate::injection_model::shipped().map_err(PolicyError::Invalid)?,
         })
     }
 
-    /// Scores `text`. `extra` holds tenant phrases (already matched by the caller on the folded text).
-    pub(crate) fn score(&self, text: &str, extra_hit: bool) -> InjectionReport {
+    /// Scores `text`. `extra_hit`: a tenant phrase matched (the caller matches them on the folded text).
+    /// The classifier adds strong evidence at or above `classifier_threshold` (1.0 skips it).
+    pub(crate) fn score(&self, text: &str, extra_hit: bool, classifier_threshold: f32) -> InjectionReport {
         let folded = fold(text);
         let mut best = [0f32; SLOTS.len()];
         let mut names: [&str; SLOTS.len()] = [""; SLOTS.len()];
@@ -347,6 +363,12 @@ impl InjectionDetector {
         let directives = self.directive.find_iter(&folded.text).count();
         if directives >= 6 || (directives >= 3 && folded.text.len() > 600) {
             note("directive_density", if directives >= 10 { 0.6 } else { 0.4 });
+        }
+        if classifier_threshold < 1.0
+            && text.split_whitespace().nth(crate::injection_model::MIN_WORDS - 1).is_some()
+            && self.model.score(&folded.text) >= classifier_threshold
+        {
+            note("classifier", CLASSIFIER_WEIGHT);
         }
         if extra_hit {
             note("tenant_phrase", 0.9);

@@ -73,7 +73,7 @@ impl Guard {
         let mut injection_score = 0.0;
         if p.injection.enabled {
             let extra = policy.injection_extra.first(&folded.text).is_some();
-            let r = self.injection.score(text, extra);
+            let r = self.injection.score(text, extra, p.injection.classifier_threshold);
             injection_score = r.score;
             if r.score >= p.injection.threshold {
                 let verdict = if p.injection.action == StopAction::Handoff { "handoff" } else { "refuse" };

@@ -9,6 +9,7 @@
 //! - output: [`Guard::output_checker`] → [`OutputChecker`], `push` deltas, `finish` at the end of the turn.
 
 pub mod injection;
+pub mod injection_model;
 pub mod input;
 pub mod linear;
 pub mod normalize;

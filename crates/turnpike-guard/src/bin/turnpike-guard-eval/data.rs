@@ -18,6 +18,10 @@ pub const PYRIT: Source = Source { package: "pyrit", version: "1.1.0", licence: 
 /// A small labelled prompt-injection corpus (181 rows, `label` benign/malicious); only its benign user
 /// messages are used, as a public benign set the team did not write.
 pub const BASTION: Source = Source { package: "bastioncorpus", version: "0.6.0", licence: "MIT" };
+/// A multilingual chit-chat dialog corpus (YAML conversations); its utterances are the injection
+/// classifier's public benign training examples. Never used for evaluation.
+pub const CHATTERBOT: Source =
+    Source { package: "chatterbot-corpus", version: "1.3.3", licence: "BSD-3-Clause, Copyright (c) 2017, Gunther Cox" };
 
 /// Stable 64-bit FNV-1a of the prompt text (not `DefaultHasher`, whose output may change between Rust
 /// releases), so the dev/held-out split is the same on every machine and every run.
@@ -150,6 +154,47 @@ pub fn bastion_benign(root: &Path) -> Result<Dataset, String> {
         attacks: false,
         items,
     })
+}
+
+/// Every distinct utterance (both speakers) of every conversation in chatterbot-corpus's YAML files, all
+/// languages, in file order. Items are `- - first` / `  - reply` lines; deeper-indented lines continue the
+/// item (multi-line replies such as code samples). Read directly rather than with a YAML parser, as above.
+pub fn chatterbot_utterances(root: &Path) -> Result<Vec<String>, String> {
+    let data = root.join("chatterbot_corpus/data");
+    let mut files = Vec::new();
+    for lang in std::fs::read_dir(&data).map_err(|e| format!("{}: {e}", data.display()))?.filter_map(Result::ok) {
+        for f in std::fs::read_dir(lang.path()).map_err(|e| e.to_string())?.filter_map(Result::ok) {
+            if f.path().extension().is_some_and(|x| x == "yml") {
+                files.push(f.path());
+            }
+        }
+    }
+    files.sort();
+    let mut items: Vec<String> = Vec::new();
+    for f in files {
+        let mut in_conversations = false;
+        for line in read(&f)?.lines() {
+            if !line.starts_with(' ') && !line.starts_with('-') {
+                in_conversations = line.starts_with("conversations:");
+                continue;
+            }
+            if !in_conversations {
+                continue;
+            }
+            if let Some(item) = line.strip_prefix("- - ").or_else(|| line.strip_prefix("  - ")) {
+                items.push(item.trim().trim_matches(|c| c == '"' || c == '\'').to_string());
+            } else if let (Some(last), true) = (items.last_mut(), line.starts_with("    ")) {
+                last.push('\n');
+                last.push_str(line.trim());
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    items.retain(|t| !t.trim().is_empty() && seen.insert(t.clone()));
+    if items.is_empty() {
+        return Err(format!("{}: no conversations", data.display()));
+    }
+    Ok(items)
 }
 
 /// pyrit's jailbreak templates are YAML with a folded `value: >` block holding `{{ prompt }}`; the block is

