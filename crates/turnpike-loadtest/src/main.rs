@@ -7,6 +7,7 @@
 //!   cargo run --release -p turnpike-loadtest -- --rate 0 --turns 20000           # max throughput
 //! Latency is measured from the moment the inbound record is handed to the producer to the arrival of the
 //! turn's first chunk (and FINAL) on the outbound topic; the mock's own time to first token is subtracted.
+//! At a fixed rate, a warm-up phase on sessions of its own comes first and is reported apart (`--warmup-secs`).
 
 use anyhow::Context;
 use clap::Parser;
@@ -70,10 +71,99 @@ struct Args {
     /// Seconds to wait for the last replies.
     #[arg(long, default_value_t = 120)]
     drain_secs: u64,
+    /// Seconds of load offered at the same rate, on sessions of their own, before the measured turns; their
+    /// figures are printed apart. A fresh pipeline on fresh topics spends its first seconds joining groups,
+    /// looking up schemas and preparing statements: that is start-up, not the steady state asked about.
+    /// 0 = none. Ignored with `--rate 0`.
+    #[arg(long, default_value_t = 5.0)]
+    warmup_secs: f64,
+}
+
+/// What both phases of a run need to offer turns.
+struct Offer<'a> {
+    producer: &'a FutureProducer,
+    codec: &'a Codec,
+    inbound: &'a str,
+    prefix: &'a str,
+    rate: f64,
+    turns_per_session: usize,
+}
+
+impl Offer<'_> {
+    /// Offers `turns` turns on sessions named `{label}{n}`, at the rate (open loop), recording each send
+    /// time in `sent`. Returns when every record is acknowledged, with the record size.
+    async fn run(
+        &self,
+        label: &str,
+        turns: usize,
+        timing: &Mutex<Timing>,
+        warm: bool,
+    ) -> anyhow::Result<(Instant, Duration, usize)> {
+        let sessions = turns.div_ceil(self.turns_per_session).max(1);
+        let started = Instant::now();
+        let mut sends = futures::stream::FuturesUnordered::new();
+        let mut payload_len = 0;
+        for i in 0..turns {
+            if self.rate > 0.0 {
+                let due = started + Duration::from_secs_f64(i as f64 / self.rate);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            let (s, t) = (i % sessions, i / sessions + 1);
+            let session_id = format!("{label}{s}:{}", self.prefix);
+            let message_id = format!("m{t}");
+            let turn = InboundTurn {
+                tenant_id: "loadtest".into(),
+                session_id: session_id.clone(),
+                user_id: format!("{label}{s}"),
+                message_id: message_id.clone(),
+                text: format!("Hello, this is question {t}: where is my order and when will it arrive?"),
+                channel: "loadtest".into(),
+                sent_at_ms: turnpike_runner::now_ms(),
+                ..Default::default()
+            };
+            let bytes = self.codec.encode(self.inbound, &turn).await?;
+            payload_len = bytes.len();
+            let turn_id = turnpike_stages::ingest::turn_id("loadtest", &session_id, &message_id);
+            // The clock starts when the record is handed to the producer: the inbound hop counts too, and no
+            // polling delay of this loop can shorten the measured latency.
+            {
+                let mut t = timing.lock().unwrap_or_else(|p| p.into_inner());
+                if warm {
+                    t.warm.insert(turn_id.clone());
+                }
+                t.sent.insert(turn_id, Instant::now());
+            }
+            let (producer, inbound) = (self.producer.clone(), self.inbound.to_string());
+            sends.push(async move {
+                let _ = producer
+                    .send(FutureRecord::to(&inbound).key(&session_id).payload(&bytes), Duration::from_secs(30))
+                    .await;
+            });
+            // Keep the number of outstanding sends bounded without blocking the schedule.
+            while sends.len() > 10_000 {
+                futures::StreamExt::next(&mut sends).await;
+            }
+            if self.rate > 0.0 {
+                while let Some(Some(())) = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut sends)) {}
+            }
+        }
+        while futures::StreamExt::next(&mut sends).await.is_some() {}
+        Ok((started, started.elapsed(), payload_len))
+    }
+}
+
+/// Waits until `n` FINALs arrived in all or `limit` passed.
+async fn wait_finals(finals: &std::sync::atomic::AtomicUsize, n: usize, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while finals.load(std::sync::atomic::Ordering::Relaxed) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[derive(Default)]
 struct Timing {
+    /// Turns of the warm-up phase (reported apart).
+    warm: std::collections::HashSet<String>,
     sent: HashMap<String, Instant>,
     first: HashMap<String, Instant>,
     last: HashMap<String, Instant>,
@@ -163,54 +253,22 @@ async fn main() -> anyhow::Result<()> {
         .set("partitioner", "murmur2_random")
         .set("linger.ms", if args.rate == 0.0 { "5" } else { "0" })
         .create()?;
+    let offer = Offer {
+        producer: &producer,
+        codec: &codec,
+        inbound: &inbound,
+        prefix: &prefix,
+        rate: args.rate,
+        turns_per_session: args.turns_per_session,
+    };
+    let warm_turns = if args.rate > 0.0 { (args.rate * args.warmup_secs).round() as usize } else { 0 };
+    if warm_turns > 0 {
+        offer.run("warm", warm_turns, &timing, true).await?;
+        wait_finals(&finals, warm_turns, Duration::from_secs(args.drain_secs)).await;
+    }
     let sessions = args.turns.div_ceil(args.turns_per_session);
-    let started = Instant::now();
-    let mut sends = futures::stream::FuturesUnordered::new();
-    let mut payload_len = 0;
-    for i in 0..args.turns {
-        if args.rate > 0.0 {
-            let due = started + Duration::from_secs_f64(i as f64 / args.rate);
-            tokio::time::sleep_until(due.into()).await;
-        }
-        let (s, t) = (i % sessions, i / sessions + 1);
-        let session_id = format!("user{s}:{prefix}");
-        let message_id = format!("m{t}");
-        let turn = InboundTurn {
-            tenant_id: "loadtest".into(),
-            session_id: session_id.clone(),
-            user_id: format!("user{s}"),
-            message_id: message_id.clone(),
-            text: format!("Hello, this is question {t}: where is my order and when will it arrive?"),
-            channel: "loadtest".into(),
-            sent_at_ms: turnpike_runner::now_ms(),
-            ..Default::default()
-        };
-        let bytes = codec.encode(&inbound, &turn).await?;
-        payload_len = bytes.len();
-        let turn_id = turnpike_stages::ingest::turn_id("loadtest", &session_id, &message_id);
-        // The clock starts when the record is handed to the producer: the inbound hop counts too, and no
-        // polling delay of this loop can shorten the measured latency.
-        timing.lock().unwrap_or_else(|p| p.into_inner()).sent.insert(turn_id, Instant::now());
-        let (producer, inbound) = (producer.clone(), inbound.clone());
-        sends.push(async move {
-            let _ = producer
-                .send(FutureRecord::to(&inbound).key(&session_id).payload(&bytes), Duration::from_secs(30))
-                .await;
-        });
-        // Keep the number of outstanding sends bounded without blocking the schedule.
-        while sends.len() > 10_000 {
-            futures::StreamExt::next(&mut sends).await;
-        }
-        if args.rate > 0.0 {
-            while let Some(Some(())) = futures::FutureExt::now_or_never(futures::StreamExt::next(&mut sends)) {}
-        }
-    }
-    while futures::StreamExt::next(&mut sends).await.is_some() {}
-    let produced_in = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(args.drain_secs);
-    while finals.load(std::sync::atomic::Ordering::Relaxed) < args.turns && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (started, produced_in, payload_len) = offer.run("user", args.turns, &timing, false).await?;
+    wait_finals(&finals, warm_turns + args.turns, Duration::from_secs(args.drain_secs)).await;
     let total = started.elapsed();
     meter.abort();
     shutdown.cancel();
@@ -223,12 +281,20 @@ async fn main() -> anyhow::Result<()> {
 
     let ttft = args.mock_ttft_ms as f64;
     let (mut first_ms, mut final_ms) = (Vec::new(), Vec::new());
+    let (mut warm_first, mut warm_done) = (Vec::new(), 0);
     // First-chunk latency per tenth of the run (by send time), to tell a warm-up tail from a steady one.
     let mut by_tenth: Vec<Vec<f64>> = vec![Vec::new(); 10];
     let mut csv = String::from("sent_ms,first_chunk_ms,final_ms\n");
     let (done, last_final) = {
         let t = timing.lock().unwrap_or_else(|p| p.into_inner());
         for (id, sent) in &t.sent {
+            if t.warm.contains(id) {
+                if let Some(f) = t.first.get(id) {
+                    warm_first.push(f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft);
+                }
+                warm_done += usize::from(t.last.contains_key(id));
+                continue;
+            }
             if let Some(f) = t.first.get(id) {
                 let ms = f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft;
                 first_ms.push(ms);
@@ -242,8 +308,19 @@ async fn main() -> anyhow::Result<()> {
                 final_ms.push(l.duration_since(*sent).as_secs_f64() * 1000.0);
             }
         }
-        (t.last.len(), t.last.values().max().copied().unwrap_or(started))
+        let measured = t.last.iter().filter(|(id, _)| !t.warm.contains(*id));
+        (final_ms.len(), measured.map(|(_, at)| *at).max().unwrap_or(started))
     };
+    if !warm_first.is_empty() {
+        println!(
+            "warm-up (not in the figures below): {} turns in {} s at the same rate, {warm_done} complete; first \
+             chunk p50 {:.1} ms, p99 {:.1} ms",
+            warm_first.len(),
+            args.warmup_secs,
+            pct(&mut warm_first, 0.50),
+            pct(&mut warm_first, 0.99)
+        );
+    }
     println!(
         "turns offered: {} at {} turns/s ({} sessions x {})",
         args.turns, args.rate, sessions, args.turns_per_session
