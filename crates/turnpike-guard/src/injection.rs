@@ -153,7 +153,7 @@ const FAMILIES: &[(&str, f32, &str)] = &[
     (
         "output_control",
         0.3,
-        r#"\b(start|begin|preface|prefix|end|finish)\w*\s+(each|every|all|your)\s+(\w+\s+)?(responses?|replies|reply|messages?|answers?|outputs?)\s+with\b|\bin\s+front\s+of\s+(each|every)\s+(response|reply|message|answer)\b|\b(only|always)\s+(reply|respond|answer)\s+["'“]?(with|in|as|using)\b|\b(give|write)\s+(your\s+)?(responses|replies|answers)\s+(only\s+)?(using|in)\b|\bare\s+you\s+ready\s*\?|\b(make|keep)\s+(every|each|all|your)\s+(replies|reply|responses?|answers?)\b|\b(reply|respond|answer)\s+only\s+(with|in|as)\b|\b(do\s+not|don'?t|never)\s+(add|write|include|give)\s+(any\s+)?(commentary|explanations?|comments)\b|\bif\s+you\s+understo+d\b|\b(tell\s+me|confirm|say)\s+(that\s+)?you\s+understand\b|\b(answer|reply|respond)\s+with\s+["'“]"#,
+        r#"\b(start|begin|preface|prefix|end|finish)\w*\s+(each|every|all|your)\s+(\w+\s+)?(responses?|replies|reply|messages?|answers?|outputs?)\s+with\b|\bin\s+front\s+of\s+(each|every)\s+(response|reply|message|answer)\b|\b(only|always)\s+(reply|respond|answer)\s+["'“]?(with|as|using)\b|\b(give|write)\s+(your\s+)?(responses|replies|answers)\s+(only\s+)?(using|in)\b|\bare\s+you\s+ready\s*\?|\b(make|keep)\s+(every|each|all|your)\s+(replies|reply|responses?|answers?)\b|\b(reply|respond|answer)\s+only\s+(with|as)\b|\b(do\s+not|don'?t|never)\s+(add|write|include|give)\s+(any\s+)?(commentary|explanations?|comments)\b|\bif\s+you\s+understo+d\b|\b(tell\s+me|confirm|say)\s+(that\s+)?you\s+understand\b|\b(answer|reply|respond)\s+with\s+["'“]"#,
     ),
     (
         "ethics_bypass",
