@@ -49,6 +49,11 @@ struct Args {
     /// Mock LLM reply length in tokens.
     #[arg(long, default_value_t = 40)]
     reply_tokens: usize,
+    /// An OpenAI-compatible server to use instead of the in-process mock (e.g. `turnpike-mock-llm` started
+    /// apart, so this process's CPU time is the pipeline's alone). The `--mock-*` flags then only say what
+    /// TTFT to subtract.
+    #[arg(long)]
+    llm_url: Option<String>,
     /// Topology file.
     #[arg(long, default_value = "topology/turnpike.toml")]
     topology: std::path::PathBuf,
@@ -194,16 +199,25 @@ async fn main() -> anyhow::Result<()> {
     let outbound = topo.topic_named("turnpike.replies.outbound").context("outbound")?;
     let (outbound_name, partitions) = (outbound.name.clone(), outbound.partitions);
 
-    let mock = turnpike_llm::mock::spawn(turnpike_llm::mock::MockConfig {
-        ttft: Duration::from_millis(args.mock_ttft_ms),
-        tokens_per_sec: args.mock_tokens_per_sec,
-        reply_tokens: args.reply_tokens,
-        ..Default::default()
-    })
-    .await?;
+    let mut _mock = None;
+    let base_url = match &args.llm_url {
+        Some(url) => url.clone(),
+        None => {
+            let mock = turnpike_llm::mock::spawn(turnpike_llm::mock::MockConfig {
+                ttft: Duration::from_millis(args.mock_ttft_ms),
+                tokens_per_sec: args.mock_tokens_per_sec,
+                reply_tokens: args.reply_tokens,
+                ..Default::default()
+            })
+            .await?;
+            let url = mock.base_url();
+            _mock = Some(mock);
+            url
+        }
+    };
     let deps = turnpike_stages::Deps::connect(&ep).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let shutdown = CancellationToken::new();
-    let llm = LlmSettings { base_url: mock.base_url(), api_key: None };
+    let llm = LlmSettings { base_url, api_key: None };
     let tuning = Tuning {
         kafka_overrides: args.kafka_set.clone(),
         share_producer: !args.producer_per_stage,
@@ -322,8 +336,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     println!(
-        "turns offered: {} at {} turns/s ({} sessions x {})",
-        args.turns, args.rate, sessions, args.turns_per_session
+        "turns offered: {} at {} turns/s ({} sessions x {}); {} tokio worker thread(s) (TOKIO_WORKER_THREADS)",
+        args.turns,
+        args.rate,
+        sessions,
+        args.turns_per_session,
+        tokio::runtime::Handle::current().metrics().num_workers()
     );
     println!("inbound record size: {payload_len} bytes; produced in {:.2} s", produced_in.as_secs_f64());
     println!("replies complete: {done} of {} in {:.2} s", args.turns, total.as_secs_f64());
