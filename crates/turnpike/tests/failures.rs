@@ -76,8 +76,23 @@ async fn generate_killed_mid_stream_and_restarted_loses_and_duplicates_nothing()
     let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("k{i}:{}", unique("c"))).collect();
     send_sessions(&p, &sessions, TURNS).await;
 
-    // Kill it once a fair share of replies has gone out, so streams are cut at random points.
+    // Kill it once a fair share of replies has gone out and some reply is visibly streaming (text out, no
+    // FINAL yet): generate releases a reply's first sentence as soon as it is complete, so a kill right
+    // after a wave of FINALs could find the next wave's streams before any text left, and cut none.
     count_finals(&p, SESSIONS / 2, Duration::from_secs(90)).await;
+    read_until::<OutboundReply>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.replies.outbound"),
+        6,
+        Duration::from_secs(60),
+        |rs| {
+            let finished: HashSet<&str> =
+                rs.iter().filter(|r| r.kind == OutboundKind::Final).map(|r| r.turn_id.as_str()).collect();
+            rs.iter().any(|r| r.kind == OutboundKind::Delta && !finished.contains(r.turn_id.as_str()))
+        },
+    )
+    .await;
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -1,9 +1,11 @@
 //! generate: routed prompt → reply chunks (+ handoff request).
 //!
 //! Guarantee: every routed prompt yields reply chunks numbered from 0 and exactly one FINAL chunk per
-//! processing, streamed as the model produces them: the first chunk leaves as soon as it holds a complete
-//! sentence (guard-out releases nothing shorter, so that is the user's first text), later text is coalesced
-//! over `max_chunk_delay`; text that has already arrived always joins the chunk it finds leaving.
+//! processing, streamed as the model produces them, cut where guard-out can use them: guard-out releases
+//! whole sentences only, so a chunk leaves when it completes a sentence (the first at once, later ones at
+//! most every `max_chunk_delay`) or after `max_partial_delay` of unfinished text; text that has already
+//! arrived always joins the chunk it finds leaving. A model streaming at 50 tokens/s then costs a chunk
+//! record per sentence instead of one per 50 ms; a finished sentence waits here at most `max_chunk_delay`.
 //!
 //! Commit point: until the first chunk is emitted, an LLM failure is retryable and invisible (the runner
 //! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
@@ -45,10 +47,13 @@ pub struct Generate {
     pub deps: Deps,
     /// Chains per tier, prices, budget and output cap.
     pub llm: LlmRouter,
-    /// A chunk leaves when it holds the reply's first complete sentence, when `max_chunk_delay` has passed
-    /// since the last one, or at this size; and it grows past that point with text that has already arrived.
+    /// A chunk leaves when it completes a sentence (the reply's first at once, later ones once
+    /// `max_chunk_delay` has passed since the last chunk), when it has held unfinished text for
+    /// `max_partial_delay`, or at `max_chunk_chars`; and it grows past that point with text that has
+    /// already arrived.
     pub max_chunk_chars: usize,
     pub max_chunk_delay: Duration,
+    pub max_partial_delay: Duration,
     /// After this long since the turn was received, retrying an LLM failure stops and the user gets an
     /// apology instead of an ever-longer wait.
     pub turn_deadline: Duration,
@@ -69,6 +74,7 @@ impl Generate {
             llm,
             max_chunk_chars: 2048,
             max_chunk_delay: Duration::from_millis(50),
+            max_partial_delay: Duration::from_millis(250),
             turn_deadline: Duration::from_secs(60),
             apology: "I'm sorry, I couldn't finish my answer. I'm passing your question to a member of our team."
                 .into(),
@@ -215,12 +221,13 @@ impl Stage for Generate {
                         metrics::histogram!("turnpike_llm_ttft_seconds", &labels).record(ms as f64 / 1000.0);
                         last_flush = Instant::now();
                     }
-                    // guard-out releases whole sentences only: the first one leaves as soon as it is complete
-                    // (that is the user's first text), later text at the chunk delay.
-                    let first_sentence =
-                        chunks.next == 0 && turnpike_guard::output::next_sentence(&buf, usize::MAX).is_some();
-                    let due = first_sentence
-                        || last_flush.elapsed() >= self.max_chunk_delay
+                    // guard-out releases whole sentences only: a chunk leaves when it completes a sentence
+                    // (the first at once, later ones at most every `max_chunk_delay`), unfinished text only
+                    // after `max_partial_delay` (a run-on reply still reaches guard-out's length cut).
+                    let complete = turnpike_guard::output::next_sentence(&buf, usize::MAX).is_some();
+                    let since = last_flush.elapsed();
+                    let due = (complete && (chunks.next == 0 || since >= self.max_chunk_delay))
+                        || since >= self.max_partial_delay
                         || buf.len() >= self.max_chunk_chars;
                     if due && !ready_text(&mut stream, &mut ahead, buf.len(), self.max_chunk_chars) {
                         chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
