@@ -123,7 +123,9 @@ async fn a_resume_from_before_the_kept_events_says_so_and_continues_from_the_old
     let s = Stack::start_custom(TenantLimits::default(), [true, true], short_streams).await;
     let deadline = Instant::now() + PATIENCE;
     let mut ws = ws_connect(s.addr(0), &token(&s.tenant_a, "u1")).await;
-    let text = "Please explain the whole delivery process in detail. [[mock:tokens=150]]";
+    // Streamed at 100 tokens/s, so the reply leaves sentence by sentence (many events); an instant reply
+    // may be cut into as few as three.
+    let text = "Please explain the whole delivery process in detail. [[mock:tokens=150]] [[mock:tps=100]]";
     ws_send(&mut ws, json!({"type": "message", "conversation_id": "c1", "text": text})).await;
     let frames = ws_until(&mut ws, deadline, |f| f["type"] == "final").await;
     let ids: Vec<&str> = frames.iter().filter_map(|f| f["id"].as_str()).collect();
