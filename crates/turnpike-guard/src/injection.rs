@@ -239,7 +239,7 @@ pub(crate) struct InjectionDetector {
     dan_tag: Regex,
     /// The statistical classifier (`injection_model`): catches the long tail of jailbreak wording that no
     /// family names.
-    model: LinearModel,
+    model: std::sync::Arc<LinearModel>,
 }
 
 impl InjectionDetector {

@@ -28,9 +28,10 @@ pub const PARAMS: TrainParams = TrainParams { epochs: 1000, learning_rate: 4.0, 
 /// benign messages at the lower thresholds a tenant may choose.
 pub const MIN_WORDS: usize = 20;
 
-/// The model compiled into the crate.
-pub fn shipped() -> Result<LinearModel, String> {
-    LinearModel::parse(KIND, SHIPPED)
+/// The model compiled into the crate (parsed once per process).
+pub fn shipped() -> Result<std::sync::Arc<LinearModel>, String> {
+    static MODEL: crate::linear::ShippedCell = std::sync::OnceLock::new();
+    crate::linear::shipped_once(&MODEL, KIND, SHIPPED)
 }
 
 #[cfg(test)]

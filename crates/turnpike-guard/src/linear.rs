@@ -9,6 +9,8 @@
 //! deterministic: fixed example order, full-batch gradient descent, no randomness, so the same data gives the
 //! same file byte for byte.
 
+use std::sync::{Arc, OnceLock};
+
 /// Number of hash buckets (2^18): large enough that the n-grams of the training data rarely collide, small
 /// enough for a 1 MiB dense table per model.
 pub const BUCKETS: usize = 1 << 18;
@@ -108,6 +110,15 @@ impl LinearModel {
         Ok(LinearModel { bias: bias.ok_or("header has no bias")?, weights })
     }
 }
+
+/// A model compiled into the crate, parsed once per process: every `Guard` (guard-in's, guard-out's, each
+/// test's) shares the weights (1 MiB per model) instead of parsing the text again.
+pub(crate) fn shipped_once(cell: &'static ShippedCell, kind: &str, text: &str) -> Result<Arc<LinearModel>, String> {
+    cell.get_or_init(|| LinearModel::parse(kind, text).map(Arc::new)).clone()
+}
+
+/// Where [`shipped_once`] keeps a parsed model.
+pub(crate) type ShippedCell = OnceLock<Result<Arc<LinearModel>, String>>;
 
 /// Training settings; the defaults are the ones the shipped harm model was trained with.
 #[derive(Clone, Copy, Debug)]

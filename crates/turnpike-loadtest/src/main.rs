@@ -96,7 +96,8 @@ struct Offer<'a> {
 
 impl Offer<'_> {
     /// Offers `turns` turns on sessions named `{label}{n}`, at the rate (open loop), recording each send
-    /// time in `sent`. Returns when every record is acknowledged, with the record size.
+    /// time in `sent` (`warm_sent` for the warm-up). Returns when every record is acknowledged, with the
+    /// record size.
     async fn run(
         &self,
         label: &str,
@@ -133,10 +134,8 @@ impl Offer<'_> {
             // polling delay of this loop can shorten the measured latency.
             {
                 let mut t = timing.lock().unwrap_or_else(|p| p.into_inner());
-                if warm {
-                    t.warm.insert(turn_id.clone());
-                }
-                t.sent.insert(turn_id, Instant::now());
+                let sent = if warm { &mut t.warm_sent } else { &mut t.sent };
+                sent.insert(turn_id, Instant::now());
             }
             let (producer, inbound) = (self.producer.clone(), self.inbound.to_string());
             sends.push(async move {
@@ -167,8 +166,8 @@ async fn wait_finals(finals: &std::sync::atomic::AtomicUsize, n: usize, limit: D
 
 #[derive(Default)]
 struct Timing {
-    /// Turns of the warm-up phase (reported apart).
-    warm: std::collections::HashSet<String>,
+    /// Send times of the warm-up phase's turns (reported apart).
+    warm_sent: HashMap<String, Instant>,
     sent: HashMap<String, Instant>,
     first: HashMap<String, Instant>,
     last: HashMap<String, Instant>,
@@ -301,14 +300,13 @@ async fn main() -> anyhow::Result<()> {
     let mut csv = String::from("sent_ms,first_chunk_ms,final_ms\n");
     let (done, last_final) = {
         let t = timing.lock().unwrap_or_else(|p| p.into_inner());
-        for (id, sent) in &t.sent {
-            if t.warm.contains(id) {
-                if let Some(f) = t.first.get(id) {
-                    warm_first.push(f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft);
-                }
-                warm_done += usize::from(t.last.contains_key(id));
-                continue;
+        for (id, sent) in &t.warm_sent {
+            if let Some(f) = t.first.get(id) {
+                warm_first.push(f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft);
             }
+            warm_done += usize::from(t.last.contains_key(id));
+        }
+        for (id, sent) in &t.sent {
             if let Some(f) = t.first.get(id) {
                 let ms = f.duration_since(*sent).as_secs_f64() * 1000.0 - ttft;
                 first_ms.push(ms);
@@ -322,8 +320,8 @@ async fn main() -> anyhow::Result<()> {
                 final_ms.push(l.duration_since(*sent).as_secs_f64() * 1000.0);
             }
         }
-        let measured = t.last.iter().filter(|(id, _)| !t.warm.contains(*id));
-        (final_ms.len(), measured.map(|(_, at)| *at).max().unwrap_or(started))
+        let measured = t.sent.keys().filter_map(|id| t.last.get(id));
+        (final_ms.len(), measured.max().copied().unwrap_or(started))
     };
     if !warm_first.is_empty() {
         println!(

@@ -102,9 +102,9 @@ fn checked(
 /// on two topics. A sentence with a trigger or another verdict keeps a chunk of its own, so its verdict and
 /// audit position stay exact.
 fn merge_passed(releases: Vec<Release>) -> Vec<Release> {
+    let clean = |r: &Release| r.verdict == OutputVerdict::Pass && r.triggers.is_empty();
     let mut merged: Vec<Release> = Vec::with_capacity(releases.len());
     for r in releases.into_iter().filter(|r| !r.text.is_empty()) {
-        let clean = |r: &Release| r.verdict == OutputVerdict::Pass && r.triggers.is_empty();
         match merged.last_mut() {
             Some(last) if clean(last) && clean(&r) => last.text.push_str(&r.text),
             _ => merged.push(r),

@@ -8,7 +8,7 @@ use crate::Trigger;
 use regex::{Regex, RegexSet};
 
 pub(crate) struct OutputPatterns {
-    harm: crate::linear::LinearModel,
+    harm: std::sync::Arc<crate::linear::LinearModel>,
     commitment: RegexSet,
     number: Regex,
     policy_name: Regex,

@@ -23,9 +23,10 @@ const SHIPPED: &str = include_str!("harm_model.txt");
 /// apologies, refunds and account talk are known to be harmless). Not used for evaluation.
 pub const SUPPORT_REPLIES: &str = include_str!("support_replies.txt");
 
-/// The model compiled into the crate.
-pub fn shipped() -> Result<LinearModel, String> {
-    LinearModel::parse(KIND, SHIPPED)
+/// The model compiled into the crate (parsed once per process).
+pub fn shipped() -> Result<std::sync::Arc<LinearModel>, String> {
+    static MODEL: crate::linear::ShippedCell = std::sync::OnceLock::new();
+    crate::linear::shipped_once(&MODEL, KIND, SHIPPED)
 }
 
 /// The folded two-sentence windows the output checker scores for `text` (previous sentence, a space, the
