@@ -12,7 +12,7 @@
 use anyhow::Context;
 use clap::Parser;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::collections::HashMap;
@@ -286,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
     meter.abort();
     shutdown.cancel();
     let _ = pipe.await;
+    let records = records_per_topic(&topo, &ep.kafka_bootstrap, &prefix);
     // Leftover topics pile up on the broker run after run (thousands of partitions slow it down and were
     // seen to exhaust its heap): the test's own topics go when it ends.
     if let Err(e) = turnpike_topology::apply::delete_topics(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await {
@@ -358,11 +359,33 @@ async fn main() -> anyhow::Result<()> {
     let tenths: Vec<String> = by_tenth.iter_mut().map(|v| format!("{:.0}", pct(v, 0.99))).collect();
     println!("first chunk p99 per tenth of the run (ms): {}", tenths.join(" "));
     println!("final reply latency: p50 {:.1} ms, p99 {:.1} ms", pct(&mut final_ms, 0.50), pct(&mut final_ms, 0.99));
+    let all_turns = (warm_turns + args.turns) as f64;
+    let per_turn: Vec<String> =
+        records.iter().filter(|(_, n)| *n > 0).map(|(t, n)| format!("{t} {:.2}", *n as f64 / all_turns)).collect();
+    let total: i64 = records.iter().map(|(_, n)| n).sum();
+    println!("Kafka records per turn: {:.2} ({})", total as f64 / all_turns, per_turn.join(", "));
     if args.kafka_baseline {
         let rate = kafka_baseline(&ep, &format!("{prefix}.baseline"), args.turns, payload_len).await?;
         println!("raw Kafka produce->consume of {} records of {payload_len} bytes: {rate:.0} records/s", args.turns);
     }
     Ok(())
+}
+
+/// Records written to each of the run's topics (high watermarks; the topics are fresh), by topic name
+/// without the prefix. Empty when the broker cannot be asked.
+fn records_per_topic(topo: &Topology, bootstrap: &str, prefix: &str) -> Vec<(String, i64)> {
+    let Ok(client) = ClientConfig::new().set("bootstrap.servers", bootstrap).create::<BaseConsumer>() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for t in &topo.topics {
+        let n: i64 = (0..t.partitions)
+            .filter_map(|p| client.fetch_watermarks(&t.name, p, Duration::from_secs(5)).ok())
+            .map(|(low, high)| high - low)
+            .sum();
+        out.push((t.name.trim_start_matches(&format!("{prefix}.")).trim_start_matches("turnpike.").to_string(), n));
+    }
+    out
 }
 
 /// Produce `n` records of `size` bytes to a fresh topic and consume them back, timing both together.
