@@ -4,8 +4,9 @@
 //! `turnpike-guard` (content safety, brand, commitments, canary leaks, grounding flags), so an unsafe sentence
 //! never reaches a user, not even partly; each release carries an explicit verdict; after a block nothing more
 //! of the turn is released and a handoff is requested. Chunks are re-cut on sentence boundaries and numbered
-//! afresh from 0; the FINAL comes last. Canned text (refusals, apologies) in a FINAL is the pipeline's own and
-//! passes unchecked.
+//! afresh from 0; the FINAL comes last, carrying the reply's last sentences when they passed untouched and
+//! it brings no text of its own.
+//! Canned text (refusals, apologies) in a FINAL is the pipeline's own and passes unchecked.
 //!
 //! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
 //! between chunks, with the state from *before* the last processed record kept too: a record redelivered
@@ -97,12 +98,28 @@ fn checked(
     }
 }
 
+/// Passed untouched: no trigger, nothing to audit or mark.
+fn clean(r: &Release) -> bool {
+    r.verdict == OutputVerdict::Pass && r.triggers.is_empty()
+}
+
+/// The last release when it passed untouched: a FINAL without text of its own carries it. The reply is the
+/// DELTA texts followed by the FINAL's (docs/kafka-contract.md), so this is one record fewer on this topic
+/// and the outbound one per turn. A FINAL with a text of its own (an incomplete-answer notice) keeps the
+/// model's words and the pipeline's apart, and a flagged sentence keeps its own chunk and verdict.
+fn take_tail(releases: &mut Vec<Release>) -> Option<Release> {
+    if releases.last().is_some_and(clean) {
+        releases.pop()
+    } else {
+        None
+    }
+}
+
 /// Sentences released by the same record that passed untouched leave as one chunk: they are released at
 /// the same instant anyway, and a model faster than the pipeline would otherwise cost a record per sentence
 /// on two topics. A sentence with a trigger or another verdict keeps a chunk of its own, so its verdict and
 /// audit position stay exact.
 fn merge_passed(releases: Vec<Release>) -> Vec<Release> {
-    let clean = |r: &Release| r.verdict == OutputVerdict::Pass && r.triggers.is_empty();
     let mut merged: Vec<Release> = Vec::with_capacity(releases.len());
     for r in releases.into_iter().filter(|r| !r.text.is_empty()) {
         match merged.last_mut() {
@@ -156,8 +173,14 @@ impl Stage for GuardOut {
         let newly_blocked = checker.is_blocked() && !was_blocked;
         state.checker = checker.state();
 
+        let mut releases = merge_passed(releases);
+        let tail = if c.kind == ChunkKind::Final && c.text.is_empty() && !state.checker.blocked {
+            take_tail(&mut releases)
+        } else {
+            None
+        };
         let mut outputs = Vec::with_capacity(releases.len() + 1);
-        for r in merge_passed(releases) {
+        for r in releases {
             let triggers: Vec<GuardTrigger> = r
                 .triggers
                 .iter()
@@ -167,7 +190,8 @@ impl Stage for GuardOut {
             state.next_index += 1;
         }
         if c.kind == ChunkKind::Final {
-            let mut fin = checked(&c, state.next_index, ChunkKind::Final, c.text.clone(), Verdict::Pass, vec![]);
+            let text = tail.map_or_else(|| c.text.clone(), |t| t.text);
+            let mut fin = checked(&c, state.next_index, ChunkKind::Final, text, Verdict::Pass, vec![]);
             if state.checker.blocked {
                 fin.verdict = Verdict::Block;
                 fin.text.clear();
@@ -246,5 +270,17 @@ mod tests {
         let redacted = Release { text: "Call [redacted]. ".into(), verdict: OutputVerdict::Redact, triggers: vec![] };
         let merged = merge_passed(vec![pass("One. "), pass("Two. "), redacted.clone(), pass(""), pass("Three.")]);
         assert_eq!(merged, vec![pass("One. Two. "), redacted, pass("Three.")]);
+    }
+
+    #[test]
+    fn only_a_clean_last_release_rides_in_the_final() {
+        let pass = |t: &str| Release { text: t.into(), verdict: OutputVerdict::Pass, triggers: vec![] };
+        let redacted = Release { text: "Call [redacted].".into(), verdict: OutputVerdict::Redact, triggers: vec![] };
+        let mut releases = vec![redacted.clone(), pass("Anything else?")];
+        assert_eq!(take_tail(&mut releases), Some(pass("Anything else?")));
+        assert_eq!(releases, vec![redacted.clone()]);
+        assert_eq!(take_tail(&mut releases), None, "a flagged sentence keeps its own chunk");
+        assert_eq!(releases, vec![redacted]);
+        assert_eq!(take_tail(&mut Vec::new()), None);
     }
 }

@@ -155,7 +155,8 @@ async fn an_unsafe_sentence_from_the_model_never_reaches_the_outbound_topic() {
     let scripted = "[[mock:reply=Your parcel is on its way. Honestly, you are an idiot for asking. Anything else?]]";
     p.send_turn(&turn("acme", &session, "m1", &format!("Where is my parcel? {scripted}"))).await;
     let replies = finals_of(&p, 1).await;
-    let text: String = replies.iter().filter(|r| r.kind == OutboundKind::Delta).map(|r| r.text.as_str()).collect();
+    // The reply is the DELTA texts followed by the FINAL's (docs/kafka-contract.md).
+    let text: String = replies.iter().filter(|r| r.kind != OutboundKind::Status).map(|r| r.text.as_str()).collect();
     assert!(text.contains("Your parcel is on its way."), "safe sentence released: {text}");
     assert!(!text.contains("idiot"), "unsafe sentence reached the outbound topic: {text}");
     assert!(!text.contains("Anything else"), "text after a block was released: {text}");

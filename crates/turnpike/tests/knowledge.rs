@@ -49,7 +49,8 @@ async fn a_knowledge_question_is_answered_with_a_citation_to_the_right_document(
     .await;
     let reply = |tenant: &str| -> (String, OutboundReply) {
         let mine: Vec<&OutboundReply> = outbound.iter().map(|(_, r)| r).filter(|r| r.tenant_id == tenant).collect();
-        let text: String = mine.iter().filter(|r| r.kind == OutboundKind::Delta).map(|r| r.text.as_str()).collect();
+        // DELTA texts followed by the FINAL's: the whole reply (docs/kafka-contract.md).
+        let text: String = mine.iter().filter(|r| r.kind != OutboundKind::Status).map(|r| r.text.as_str()).collect();
         let fin = mine.iter().find(|r| r.kind == OutboundKind::Final).expect("a FINAL").to_owned().clone();
         (text, fin)
     };

@@ -149,9 +149,11 @@ async fn a_primary_that_is_down_is_invisible_through_generate() {
     let after = s.reply(&healthy).await;
     let final_after = after.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
     assert_eq!(final_after.model.as_deref(), Some("gpt-4o-mini"), "the primary answered");
-    let text = text_of(&during, OutboundKind::Delta);
+    // The reply is the DELTA texts followed by the FINAL's (docs/kafka-contract.md).
+    let reply = |rs: &[OutboundReply]| text_of(rs, OutboundKind::Delta) + &text_of(rs, OutboundKind::Final);
+    let text = reply(&during);
     assert_eq!(text.split_whitespace().count(), 40);
-    assert_eq!(text, text_of(&after, OutboundKind::Delta), "no visible difference");
+    assert_eq!(text, reply(&after), "no visible difference");
     assert_eq!(s.fallback.stats().requests, 1);
     s.stop().await;
 }
