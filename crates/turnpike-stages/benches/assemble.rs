@@ -49,7 +49,7 @@ async fn measure(
     for i in 0..ROUNDS {
         let question = turnpike_knowledge::synthetic::QUESTIONS[i % turnpike_knowledge::synthetic::QUESTIONS.len()];
         let started = Instant::now();
-        let mem = memory::load(deps, tenant, session).await.unwrap();
+        let mem = memory::load(deps, tenant, session, i64::MAX).await.unwrap();
         let passages = match knowledge {
             Some(k) => k.for_turn(tenant, question, None).await.passages,
             None => Vec::new(),
@@ -110,7 +110,7 @@ async fn main() {
     }
     // The first load of each rebuilds from Cassandra (nothing there: the memory is marked complete as is).
     for s in [&steady, &full] {
-        memory::load(&deps, tenant, s).await.unwrap();
+        memory::load(&deps, tenant, s, i64::MAX).await.unwrap();
     }
 
     let kb_dir = tempfile::tempdir().unwrap();

@@ -246,7 +246,7 @@ impl Stage for Assemble {
         let a = if turn.action == TurnAction::Proceed {
             let started = Instant::now();
             let counter = policy.counter().map_err(|e| StageError::fatal("tokenizer", e))?;
-            let mem = memory::load(&self.deps, &turn.tenant_id, &turn.session_id).await?;
+            let mem = memory::load(&self.deps, &turn.tenant_id, &turn.session_id, turn.seq).await?;
             // Only turns before this one: a redelivered turn must not see its own reply.
             let earlier: Vec<(Remembered, usize)> = mem
                 .messages

@@ -81,11 +81,17 @@ impl Stage for Ingest {
             Some(c) => c,
             None => {
                 // Redis lost the counter (new session, eviction, expiry, failover): continue from the
-                // long-term record so sequences never restart.
-                let floor = self.deps.sessions.last_seq(tenant, sid).await.map_err(store_err)?;
-                session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, floor)
+                // long-term record so sequences never restart. The same read gives the owner.
+                let (floor, stored_owner) = self.deps.sessions.last_seq(tenant, sid).await.map_err(store_err)?;
+                let mut claim = session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, floor)
                     .await?
-                    .ok_or_else(|| StageError::retryable("redis", "sequence counter vanished while claiming"))?
+                    .ok_or_else(|| StageError::retryable("redis", "sequence counter vanished while claiming"))?;
+                if claim.owner.is_none() {
+                    let owner = stored_owner.unwrap_or_else(|| "bot".to_string());
+                    session::set_owner(&self.deps, tenant, sid, &owner).await?;
+                    claim.owner = Some(owner);
+                }
+                claim
             }
         };
         let (seq, claimed_by) = (claim.seq, claim.claimed_by);

@@ -169,7 +169,10 @@ pub async fn append_turn(
 }
 
 /// Reads the session's memory, rebuilding it from Cassandra when Redis does not hold it completely.
-pub async fn load(deps: &Deps, tenant: &str, session_id: &str) -> Result<Memory, StageError> {
+/// `seq` is the turn being assembled: a session's first turn (1) has no earlier turn or summary to read back,
+/// so its rebuild asks Cassandra nothing (every conversation starts with one; at five turns a conversation
+/// that is two reads in ten turns' worth).
+pub async fn load(deps: &Deps, tenant: &str, session_id: &str, seq: i64) -> Result<Memory, StageError> {
     let k = key(tenant, session_id);
     let mut redis = deps.pool.clone();
     let (fields, _): (HashMap<String, String>, bool) = redis::pipe()
@@ -181,7 +184,7 @@ pub async fn load(deps: &Deps, tenant: &str, session_id: &str) -> Result<Memory,
     if fields.contains_key("v") {
         return Ok(decode(&fields));
     }
-    rebuild(deps, tenant, session_id, &fields).await
+    rebuild(deps, tenant, session_id, &fields, seq).await
 }
 
 fn decode(fields: &HashMap<String, String>) -> Memory {
@@ -226,12 +229,12 @@ pub fn from_transcript(rows: Vec<TranscriptRow>) -> Vec<Remembered> {
     out
 }
 
-async fn rebuild(
+/// The latest summary and the remembered turns after it, from Cassandra.
+async fn read_back(
     deps: &Deps,
     tenant: &str,
     session_id: &str,
-    partial: &HashMap<String, String>,
-) -> Result<Memory, StageError> {
+) -> Result<(Option<Summary>, Vec<Remembered>), StageError> {
     let row = deps.summaries.latest(tenant, session_id).await.map_err(store_err)?;
     let summary = row.map(|r| Summary {
         text: r.summary,
@@ -240,7 +243,17 @@ async fn rebuild(
     });
     let covered = summary.as_ref().map_or(0, |s| s.covered_seq);
     let rows = deps.transcript.read_since(tenant, session_id, covered + 1).await.map_err(store_err)?;
-    let messages = from_transcript(rows);
+    Ok((summary, from_transcript(rows)))
+}
+
+async fn rebuild(
+    deps: &Deps,
+    tenant: &str,
+    session_id: &str,
+    partial: &HashMap<String, String>,
+    seq: i64,
+) -> Result<Memory, StageError> {
+    let (summary, messages) = if seq <= 1 { (None, Vec::new()) } else { read_back(deps, tenant, session_id).await? };
     let k = key(tenant, session_id);
     if !messages.is_empty() {
         let mut pipe = redis::pipe();
@@ -251,11 +264,12 @@ async fn rebuild(
         let _: () = pipe.query_async(&mut redis).await.map_err(redis_err)?;
     }
     apply(deps, tenant, session_id, summary.as_ref(), true).await?;
-    if !partial.is_empty() {
-        metrics::counter!("turnpike_memory_rebuilds_total", "kind" => "partial").increment(1);
-    } else {
-        metrics::counter!("turnpike_memory_rebuilds_total", "kind" => "missing").increment(1);
-    }
+    let kind = match (partial.is_empty(), seq <= 1) {
+        (false, _) => "partial",
+        (true, true) => "new",
+        (true, false) => "missing",
+    };
+    metrics::counter!("turnpike_memory_rebuilds_total", "kind" => kind).increment(1);
     // Appends that raced with the rebuild (present in `partial`) are merged in by reading back once more.
     let mut memory = if partial.is_empty() {
         Memory { summary, messages, rebuilt: true }

@@ -40,8 +40,10 @@ impl SessionStore {
                 "UPDATE {keyspace}.sessions SET user_id = ?, last_seq = ?, updated_at = ? WHERE tenant_id = ? AND session_id = ?"
             ))
             .await?,
-            last_seq: prep(format!("SELECT last_seq FROM {keyspace}.sessions WHERE tenant_id = ? AND session_id = ?"))
-                .await?,
+            last_seq: prep(format!(
+                "SELECT last_seq, owner FROM {keyspace}.sessions WHERE tenant_id = ? AND session_id = ?"
+            ))
+            .await?,
             set_owner: prep(format!(
                 "UPDATE {keyspace}.sessions SET owner = ?, ticket_id = ?, updated_at = ? WHERE tenant_id = ? AND session_id = ?"
             ))
@@ -79,15 +81,16 @@ impl SessionStore {
         Ok(())
     }
 
-    /// The last turn sequence recorded for a session (0 for a new one).
-    pub async fn last_seq(&self, tenant: &str, session_id: &str) -> Result<i64, StoreError> {
+    /// The last turn sequence recorded for a session (0 for a new one) and its owner, if recorded: what
+    /// resuming a session Redis no longer holds needs, in one read.
+    pub async fn last_seq(&self, tenant: &str, session_id: &str) -> Result<(i64, Option<String>), StoreError> {
         let rows = self.session.execute_unpaged(&self.last_seq, (tenant, session_id)).await.map_err(request_error)?;
         let row = rows
             .into_rows_result()
             .map_err(|e| StoreError::Cql(e.to_string()))?
-            .maybe_first_row::<(Option<i64>,)>()
+            .maybe_first_row::<(Option<i64>, Option<String>)>()
             .map_err(|e| StoreError::Cql(e.to_string()))?;
-        Ok(row.and_then(|(s,)| s).unwrap_or(0))
+        Ok(row.map_or((0, None), |(s, o)| (s.unwrap_or(0), o)))
     }
 
     /// Marks the session as owned by `owner` (`bot` or `human`) with its ticket.
