@@ -3,8 +3,9 @@
 //!
 //! Guarantees: a streamed reply's text deltas concatenate to the non-streamed `message.content` for the
 //! same request; pacing is deadline-based (token `i` is due at `ttft + i / tps`), so a slow consumer or a
-//! busy runtime does not stretch the configured rate; each stream is one tokio task feeding a small
-//! bounded channel, so a slow reader applies back-pressure and a departed one ends the task.
+//! busy runtime does not stretch the configured rate; frames due at the same instant are written together
+//! (an instant reply is one write); each stream is one tokio task feeding a small bounded channel, so a slow
+//! reader applies back-pressure and a departed one ends the task.
 
 use std::io;
 use std::sync::atomic::Ordering;
@@ -235,24 +236,32 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply) -> Result<(), Gone> {
         _ => None,
     }
     .map(|at: usize| at.min(reply.pieces.len()));
+    // Frames due at the same instant leave in one write, as a model's burst arrives in one TCP segment: an
+    // instant reply is one write, not one per token (which cost the mock and its client a syscall each).
+    let mut out = Batch { tx, pending: String::new() };
     let mut started = false;
     for index in 0..=reply.pieces.len() {
         if fault_at == Some(index) {
             match reply.fault {
                 Some(Fault::Cut) => {
+                    out.flush().await?;
                     // Let hyper flush what was sent, so the client sees a cut *stream*, not a failed request.
                     sleep(Duration::from_millis(20)).await;
                     return send(tx, Err(io::Error::other("mock: connection cut"))).await;
                 }
                 Some(Fault::Stall) => {
+                    out.flush().await?;
                     tokio::select! {
                         _ = tx.closed() => {}
                         _ = sleep(MAX_STALL) => {}
                     }
                     return Ok(());
                 }
-                Some(Fault::ErrorEvent) => return send(tx, Ok(formats::error_event(reply.format))).await,
-                Some(Fault::Malformed) => send(tx, Ok(formats::malformed(reply.format, &reply.id))).await?,
+                Some(Fault::ErrorEvent) => {
+                    out.push(formats::error_event(reply.format));
+                    return out.flush().await;
+                }
+                Some(Fault::Malformed) => out.push(formats::malformed(reply.format, &reply.id)),
                 Some(Fault::Status(_)) | None => {}
             }
         }
@@ -263,25 +272,45 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply) -> Result<(), Gone> {
         let due = start + reply.interval.saturating_mul(gaps);
         // Checked first because even an elapsed sleep goes through the timer wheel: instant mode stays instant.
         if Instant::now() < due {
+            out.flush().await?;
             sleep_until(due).await;
         }
         if !started {
             started = true;
             for frame in reply.prelude() {
-                send(tx, Ok(frame)).await?;
+                out.push(frame);
             }
         }
-        send(tx, Ok(reply.content_frame(index))).await?;
+        out.push(reply.content_frame(index));
     }
     if !started {
         for frame in reply.prelude() {
-            send(tx, Ok(frame)).await?;
+            out.push(frame);
         }
     }
     for frame in reply.finish_frames() {
-        send(tx, Ok(frame)).await?;
+        out.push(frame);
     }
-    Ok(())
+    out.flush().await
+}
+
+/// Frames gathered until the stream has to wait (or ends), then sent as one.
+struct Batch<'a> {
+    tx: &'a mpsc::Sender<Frame>,
+    pending: String,
+}
+
+impl Batch<'_> {
+    fn push(&mut self, frame: String) {
+        self.pending.push_str(&frame);
+    }
+
+    async fn flush(&mut self) -> Result<(), Gone> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        send(self.tx, Ok(std::mem::take(&mut self.pending))).await
+    }
 }
 
 /// The non-streaming `chat.completion` object, after the time generation would have taken.
