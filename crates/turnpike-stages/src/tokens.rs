@@ -17,9 +17,20 @@
 //!
 //! Loading a BPE table takes tens of milliseconds (hundreds in a debug build), so each table is built ONCE
 //! per process ([`warm_up`] at stage start) and shared read-only by every turn.
+//!
+//! Counts are remembered per process (a bounded LRU keyed by table and the text's 128-bit xxh3 hash):
+//! a conversation's earlier messages and the system prompt are counted again on every turn, and encoding
+//! was a tenth of the pipeline's CPU at full load. A count depends on nothing but the table and the text.
 
-use std::sync::OnceLock;
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, OnceLock};
 use tiktoken_rs::CoreBPE;
+use xxhash_rust::xxh3::xxh3_128;
+
+/// Texts whose count is remembered: a few thousand active conversations' recent messages (24 bytes each).
+const REMEMBERED_COUNTS: usize = 65_536;
+/// Shorter texts are counted directly: hashing and locking would cost about as much.
+const REMEMBER_FROM_BYTES: usize = 64;
 
 /// Tokens of chat framing per message (role, delimiters).
 pub const PER_MESSAGE: usize = 4;
@@ -113,6 +124,23 @@ impl TokenCounter {
     }
 
     fn base(&self, text: &str) -> usize {
+        if text.len() < REMEMBER_FROM_BYTES {
+            return self.encode_len(text);
+        }
+        static COUNTS: OnceLock<Mutex<lru::LruCache<(bool, u128), u32>>> = OnceLock::new();
+        let cache = COUNTS
+            .get_or_init(|| Mutex::new(lru::LruCache::new(NonZeroUsize::new(REMEMBERED_COUNTS).expect("non-zero"))));
+        let key = (matches!(self.family, Family::O200k | Family::Gemini), xxh3_128(text.as_bytes()));
+        if let Some(n) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return *n as usize;
+        }
+        // Counted outside the lock: two turns counting the same new text both do the work, neither waits.
+        let n = self.encode_len(text);
+        cache.lock().unwrap_or_else(|p| p.into_inner()).put(key, u32::try_from(n).unwrap_or(u32::MAX));
+        n
+    }
+
+    fn encode_len(&self, text: &str) -> usize {
         // Special-token text (`<|endoftext|>`) in a message is ordinary text to the provider too.
         self.bpe.encode_ordinary(text).len()
     }
@@ -130,11 +158,12 @@ impl TokenCounter {
 
     /// The longest prefix of `text` (cut on a token, then on a character boundary) of at most `max` tokens.
     pub fn prefix<'a>(&self, text: &'a str, max: usize) -> &'a str {
-        let (num, den) = self.family.margin();
-        let tokens = self.bpe.encode_ordinary(text);
-        if (tokens.len() * num).div_ceil(den) <= max {
+        // The common case, a text that fits, is a (remembered) count: the caller counts the same text next.
+        if self.count(text) <= max {
             return text;
         }
+        let (num, den) = self.family.margin();
+        let tokens = self.bpe.encode_ordinary(text);
         let mut keep = (max * den / num).min(tokens.len());
         loop {
             let bytes = self.bpe.decode_bytes(&tokens[..keep]).map(|b| b.len()).unwrap_or(0);
@@ -183,6 +212,21 @@ mod tests {
         let text = "We will refund your order within 3 days of receiving the parcel.";
         assert!(claude.count(text) > cl100k.count(text));
         assert_eq!(claude.count(text), (cl100k.count(text) * 13).div_ceil(10));
+    }
+
+    #[test]
+    fn remembered_counts_are_the_counts() {
+        let o200k = TokenCounter::for_model("gpt-4o").unwrap();
+        let cl100k = TokenCounter::for_model("gpt-4").unwrap();
+        let text = "Your parcel left the depot this morning and should arrive tomorrow before noon, tracked.";
+        assert!(text.len() >= REMEMBER_FROM_BYTES);
+        for _ in 0..3 {
+            // Same text, two tables: each keeps its own count, first read or remembered.
+            assert_eq!(o200k.count(text), o200k.encode_len(text));
+            assert_eq!(cl100k.count(text), cl100k.encode_len(text));
+        }
+        let claude = TokenCounter::for_model("claude-3-5-haiku").unwrap();
+        assert_eq!(claude.count(text), (cl100k.encode_len(text) * 13).div_ceil(10));
     }
 
     #[test]
