@@ -170,12 +170,12 @@ impl Codec {
     /// Encodes `record` for `topic` in the Confluent wire format.
     pub async fn encode<R: Record>(&self, topic: &str, record: &R) -> Result<Vec<u8>, CodecError> {
         let (id, schema) = self.writer::<R>(topic).await?;
-        let value = apache_avro::to_value(record)
-            .and_then(|v| v.resolve(&schema))
-            .map_err(|e| CodecError::Encode { schema: R::SCHEMA_NAME, detail: e.to_string() })?;
+        // Serialized straight from the record against the schema: no intermediate `Value` to build and
+        // resolve (a twentieth of the pipeline's CPU at full load). The bytes are the same as through a
+        // resolved `Value` (tests/records_match_schemas.rs checks every record type).
         let datum = GenericDatumWriter::builder(&schema)
             .build()
-            .and_then(|w| w.write_value_to_vec(value))
+            .and_then(|w| w.write_ser_to_vec(record))
             .map_err(|e| CodecError::Encode { schema: R::SCHEMA_NAME, detail: e.to_string() })?;
         let mut out = Vec::with_capacity(5 + datum.len());
         out.push(0u8);

@@ -10,7 +10,11 @@ use turnpike_schemas::*;
 fn roundtrip<R: Record + PartialEq + std::fmt::Debug>(record: R) {
     let schema = Schema::parse_str(R::SCHEMA).unwrap();
     let value = to_value(&record).unwrap().resolve(&schema).unwrap_or_else(|e| panic!("{}: {e}", R::SCHEMA_NAME));
-    let bytes = GenericDatumWriter::builder(&schema).build().unwrap().write_value_to_vec(value).unwrap();
+    let writer = GenericDatumWriter::builder(&schema).build().unwrap();
+    let bytes = writer.write_value_to_vec(value).unwrap();
+    // The codec serializes straight from the record (no intermediate `Value`): the same bytes.
+    let direct = writer.write_ser_to_vec(&record).unwrap_or_else(|e| panic!("{}: {e}", R::SCHEMA_NAME));
+    assert_eq!(direct, bytes, "{}: direct serialization differs", R::SCHEMA_NAME);
     let back = GenericDatumReader::builder(&schema).build().unwrap().read_value(&mut &bytes[..]).unwrap();
     let decoded: R = from_value(&back).unwrap_or_else(|e| panic!("{}: {e}", R::SCHEMA_NAME));
     assert_eq!(decoded, record, "{} did not round-trip", R::SCHEMA_NAME);
