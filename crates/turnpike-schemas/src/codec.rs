@@ -2,7 +2,8 @@
 //!
 //! Writing: the record's compiled-in schema is registered (or found) under `<topic>-value` once, then every
 //! record is encoded with it. Reading: the writer schema is fetched by id (cached) and the datum is resolved
-//! into the reader's compiled-in schema, so compatible schema evolution is transparent.
+//! into the reader's compiled-in schema, so compatible schema evolution is transparent; a datum whose writer
+//! schema has the reader's canonical form (the usual case) is read straight into the record type.
 //!
 //! Error classes matter here more than anywhere: a registry that is down, slow or answering 5xx makes a
 //! message *temporarily* unreadable, which is [`ErrorClass::Retryable`] and must never dead-letter it. Only
@@ -235,31 +236,24 @@ impl Codec {
             .unwrap_or_else(|p| p.into_inner())
             .entry((id, R::SCHEMA_NAME))
             .or_insert_with(|| writer.parsed.canonical_form() == reader.canonical_form());
-        if same {
+        let bad = |e: apache_avro::Error| CodecError::Decode { id, detail: e.to_string() };
+        let record = if same {
             // Straight into the record, no intermediate `Value` (tests/records_match_schemas.rs checks it
             // reads every record type as the resolving path does), with the type's own compiled schema:
             // the same canonical form is the same binary layout.
-            let record = compiled::<R>()?
-                .reader
-                .read_deser::<R>(&mut datum)
-                .map_err(|e| CodecError::Decode { id, detail: e.to_string() })?;
-            if !datum.is_empty() {
-                return Err(CodecError::Decode {
-                    id,
-                    detail: format!("{} trailing bytes after the datum", datum.len()),
-                });
-            }
-            return Ok(record);
-        }
-        let value = GenericDatumReader::builder(&writer.parsed)
-            .reader_schema(&reader)
-            .build()
-            .and_then(|r| r.read_value(&mut datum))
-            .map_err(|e| CodecError::Decode { id, detail: e.to_string() })?;
+            compiled::<R>()?.reader.read_deser::<R>(&mut datum).map_err(bad)?
+        } else {
+            let value = GenericDatumReader::builder(&writer.parsed)
+                .reader_schema(&reader)
+                .build()
+                .and_then(|r| r.read_value(&mut datum))
+                .map_err(bad)?;
+            apache_avro::from_value::<R>(&value).map_err(bad)?
+        };
         if !datum.is_empty() {
             return Err(CodecError::Decode { id, detail: format!("{} trailing bytes after the datum", datum.len()) });
         }
-        apache_avro::from_value::<R>(&value).map_err(|e| CodecError::Decode { id, detail: e.to_string() })
+        Ok(record)
     }
 }
 
