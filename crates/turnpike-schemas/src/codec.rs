@@ -17,7 +17,7 @@ use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
 use schema_registry_converter::async_impl::schema_registry::SrSettings;
 use schema_registry_converter::error::SRCError;
 use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use turnpike_core::{Classify, ErrorClass};
@@ -106,25 +106,27 @@ type Writer = (u32, Arc<Schema>, bool);
 /// A record type's own schema with a datum writer and reader for it, built once per process: building them
 /// resolves the schema's names, which cost a few percent of the pipeline's CPU when done per record.
 struct Compiled {
+    schema: &'static Schema,
     writer: GenericDatumWriter<'static>,
     reader: GenericDatumReader<'static>,
 }
 
 /// The [`Compiled`] form of `R`'s schema. Kept for the process's lifetime: one per record type (a dozen).
 fn compiled<R: Record>() -> Result<&'static Compiled, CodecError> {
-    static TYPES: Mutex<Option<HashMap<&'static str, &'static Compiled>>> = Mutex::new(None);
+    static TYPES: Mutex<BTreeMap<&'static str, &'static Compiled>> = Mutex::new(BTreeMap::new());
     let mut types = TYPES.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(c) = types.get_or_insert_with(HashMap::new).get(R::SCHEMA_NAME) {
+    if let Some(c) = types.get(R::SCHEMA_NAME) {
         return Ok(c);
     }
     let bad = |e: apache_avro::Error| CodecError::Encode { schema: R::SCHEMA_NAME, detail: e.to_string() };
     let schema: &'static Schema = Box::leak(Box::new(Schema::parse_str(R::SCHEMA).map_err(bad)?));
     let compiled = Compiled {
+        schema,
         writer: GenericDatumWriter::builder(schema).build().map_err(bad)?,
         reader: GenericDatumReader::builder(schema).build().map_err(bad)?,
     };
     let compiled: &'static Compiled = Box::leak(Box::new(compiled));
-    types.get_or_insert_with(HashMap::new).insert(R::SCHEMA_NAME, compiled);
+    types.insert(R::SCHEMA_NAME, compiled);
     Ok(compiled)
 }
 
@@ -133,8 +135,6 @@ fn compiled<R: Record>() -> Result<&'static Compiled, CodecError> {
 pub struct Codec {
     encoder: Arc<AvroEncoder>,
     decoder: Arc<AvroDecoder>,
-    /// Parsed reader schemas by schema name.
-    readers: Arc<Mutex<HashMap<&'static str, Arc<Schema>>>>,
     /// Writer schema id and parsed schema by topic.
     writers: Arc<Mutex<HashMap<String, Writer>>>,
     /// Whether the writer schema with this id is the reader schema of that record type (the usual case:
@@ -152,22 +152,9 @@ impl Codec {
         Ok(Codec {
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings)),
-            readers: Arc::default(),
             writers: Arc::default(),
             same: Arc::default(),
         })
-    }
-
-    fn reader_schema<R: Record>(&self) -> Result<Arc<Schema>, CodecError> {
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = readers.get(R::SCHEMA_NAME) {
-            return Ok(s.clone());
-        }
-        let schema = Schema::parse_str(R::SCHEMA)
-            .map_err(|e| CodecError::Encode { schema: R::SCHEMA_NAME, detail: e.to_string() })?;
-        let schema = Arc::new(schema);
-        readers.insert(R::SCHEMA_NAME, schema.clone());
-        Ok(schema)
     }
 
     /// The id and parsed schema `R` is written with on `topic`, registering it under `<topic>-value` on
@@ -193,8 +180,7 @@ impl Codec {
                 });
             }
         };
-        let own = self.reader_schema::<R>()?;
-        let same = registered.parsed.canonical_form() == own.canonical_form();
+        let same = registered.parsed.canonical_form() == compiled::<R>()?.schema.canonical_form();
         let w = (registered.id, Arc::new(registered.parsed.clone()), same);
         self.writers.lock().unwrap_or_else(|p| p.into_inner()).insert(topic.to_string(), w.clone());
         Ok(w)
@@ -229,22 +215,22 @@ impl Codec {
                 return Err(classify_registry(&e, Some(id)));
             }
         };
-        let reader = self.reader_schema::<R>()?;
+        let own = compiled::<R>()?;
         let same = *self
             .same
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry((id, R::SCHEMA_NAME))
-            .or_insert_with(|| writer.parsed.canonical_form() == reader.canonical_form());
+            .or_insert_with(|| writer.parsed.canonical_form() == own.schema.canonical_form());
         let bad = |e: apache_avro::Error| CodecError::Decode { id, detail: e.to_string() };
         let record = if same {
             // Straight into the record, no intermediate `Value` (tests/records_match_schemas.rs checks it
             // reads every record type as the resolving path does), with the type's own compiled schema:
             // the same canonical form is the same binary layout.
-            compiled::<R>()?.reader.read_deser::<R>(&mut datum).map_err(bad)?
+            own.reader.read_deser::<R>(&mut datum).map_err(bad)?
         } else {
             let value = GenericDatumReader::builder(&writer.parsed)
-                .reader_schema(&reader)
+                .reader_schema(own.schema)
                 .build()
                 .and_then(|r| r.read_value(&mut datum))
                 .map_err(bad)?;

@@ -82,14 +82,13 @@ impl Stage for Ingest {
             None => {
                 // Redis lost the counter (new session, eviction, expiry, failover): continue from the
                 // long-term record so sequences never restart. The same read gives the owner.
-                let (floor, stored_owner) = self.deps.sessions.last_seq(tenant, sid).await.map_err(store_err)?;
+                let (floor, stored_owner) =
+                    self.deps.sessions.last_seq_and_owner(tenant, sid).await.map_err(store_err)?;
                 let mut claim = session::claim_seq(&self.deps, tenant, sid, &turn.message_id, &position, floor)
                     .await?
                     .ok_or_else(|| StageError::retryable("redis", "sequence counter vanished while claiming"))?;
                 if claim.owner.is_none() {
-                    let owner = stored_owner.unwrap_or_else(|| "bot".to_string());
-                    session::set_owner(&self.deps, tenant, sid, &owner).await?;
-                    claim.owner = Some(owner);
+                    claim.owner = Some(session::cache_owner(&self.deps, tenant, sid, stored_owner).await?);
                 }
                 claim
             }

@@ -82,8 +82,18 @@ pub async fn owner(deps: &Deps, tenant: &str, session: &str) -> Result<String, S
         return Ok(o);
     }
     let stored = deps.sessions.owner(tenant, session).await.map_err(crate::store_err)?;
-    let owner = stored.map(|(o, _)| o).unwrap_or_else(|| "bot".to_string());
-    let _: () = redis.set_ex(key(tenant, session, "owner"), &owner, SESSION_TTL_SECS).await.map_err(redis_err)?;
+    cache_owner(deps, tenant, session, stored.map(|(o, _)| o)).await
+}
+
+/// Caches the owner read from Cassandra (`bot` when none is recorded) in Redis, and returns it.
+pub async fn cache_owner(
+    deps: &Deps,
+    tenant: &str,
+    session: &str,
+    stored: Option<String>,
+) -> Result<String, StageError> {
+    let owner = stored.unwrap_or_else(|| "bot".to_string());
+    set_owner(deps, tenant, session, &owner).await?;
     Ok(owner)
 }
 

@@ -83,7 +83,11 @@ impl SessionStore {
 
     /// The last turn sequence recorded for a session (0 for a new one) and its owner, if recorded: what
     /// resuming a session Redis no longer holds needs, in one read.
-    pub async fn last_seq(&self, tenant: &str, session_id: &str) -> Result<(i64, Option<String>), StoreError> {
+    pub async fn last_seq_and_owner(
+        &self,
+        tenant: &str,
+        session_id: &str,
+    ) -> Result<(i64, Option<String>), StoreError> {
         let rows = self.session.execute_unpaged(&self.last_seq, (tenant, session_id)).await.map_err(request_error)?;
         let row = rows
             .into_rows_result()
