@@ -154,7 +154,12 @@ impl RunnerConfig {
             // turnpike-loadtest at 58 turns/s: first chunk p50 21.5 ms with 1 ms, 10.4 ms with 0; at full
             // load 277 vs 297-306 turns/s.
             .set("linger.ms", "0")
-            .set("compression.type", "lz4")
+            // Uncompressed: records are a few hundred bytes and batches small, so lz4 saved little while the
+            // broker had to decompress every batch to validate it (uncompressed v2 batches skip that).
+            // turnpike-loadtest --rate 0 with the mock apart, alternating: 779-784 turns/s without, 658-665
+            // with lz4; Kafka CPU per turn 0.61-0.74 vs 0.76-0.87 ms. Where bandwidth costs (cross-zone
+            // traffic), set it back with `turnpike stage ... --kafka-set compression.type=lz4`.
+            .set("compression.type", "none")
             .set("message.timeout.ms", "30000");
         for (k, v) in &self.kafka_overrides {
             c.set(k, v);
