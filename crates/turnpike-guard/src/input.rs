@@ -28,7 +28,8 @@ pub struct InputVerdict {
     pub triggers: Vec<Trigger>,
     pub injection_score: f32,
     pub token_estimate: usize,
-    /// ISO 639-3 code when the detector is confident.
+    /// ISO 639-3 code when the policy restricts languages and the detector is confident (unrestricted
+    /// policies skip detection).
     pub language: Option<&'static str>,
 }
 
@@ -96,9 +97,10 @@ impl Guard {
             }
         }
 
-        let lang = language(text);
+        // Detection was ~5% of the pipeline's CPU per turn, and only a language restriction acts on it.
+        let lang = if p.limits.languages.is_empty() { None } else { language(text) };
         if let Some(l) = lang {
-            if !p.limits.languages.is_empty() && !p.limits.languages.iter().any(|a| a == l) {
+            if !p.limits.languages.iter().any(|a| a == l) {
                 let (a, t) = refuse(Trigger::new("language", "refuse", l));
                 stop(a, "Sorry, I can only help in the languages this service supports.", &mut triggers, t);
             }
@@ -142,7 +144,8 @@ mod tests {
         assert_eq!(v.action, InputAction::Proceed);
         assert_eq!(v.masked_text, q);
         assert!(v.triggers.is_empty() && v.reply.is_none() && s.is_empty());
-        assert_eq!(v.language, Some("eng"));
+        // No language restriction, so no detection.
+        assert_eq!(v.language, None);
     }
 
     #[test]
@@ -185,8 +188,10 @@ mod tests {
             .any(|t| t.check == "length"));
         let mut p = TenantPolicy::default();
         p.limits.languages = vec!["eng".into()];
-        let (v, _) = run(p, "Wo ist mein Paket? Es hätte gestern bei mir zu Hause ankommen sollen.");
+        let (v, _) = run(p.clone(), "Wo ist mein Paket? Es hätte gestern bei mir zu Hause ankommen sollen.");
         assert_eq!((v.action, v.language), (InputAction::Refuse, Some("deu")));
+        let (v, _) = run(p, "Where is my parcel? It should have arrived at my home yesterday.");
+        assert_eq!((v.action, v.language), (InputAction::Proceed, Some("eng")));
         assert_eq!(run(TenantPolicy::default(), "asdfghjkl qwrtzp sdfghj").0.action, InputAction::Refuse);
         assert_eq!(run(TenantPolicy::default(), "Can I talk to a human please").0.action, InputAction::Handoff);
     }
