@@ -1,8 +1,10 @@
 //! deliver: checked reply chunk → outbound reply, and the assistant's message into the transcript.
 //!
 //! Guarantee: every chunk reaches the outbound topic, in order per session; a turn's FINAL is published once:
-//! a Redis marker keyed by turn id is set after Kafka acknowledged the FINAL, and a redelivered FINAL finds
-//! it and is skipped. (The marker is written right after the acknowledgement, so a crash in the ~1 ms between
+//! a Redis marker (the turn's seq, a field of the session's `finals` hash) is set after Kafka acknowledged
+//! the FINAL, and a redelivered FINAL finds it and is skipped. One hash per session rather than one key per
+//! turn: the markers outlive any plausible redelivery (7 days), and at 1M conversations a day of ~5 turns a
+//! key per turn meant ~35M keys of ~100 bytes each, where a small hash stores a field in a few bytes. (The marker is written right after the acknowledgement, so a crash in the ~1 ms between
 //! the two can still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a
 //! Kafka transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
 //! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
@@ -32,8 +34,9 @@ fn chunks_key(c: &CheckedReplyChunk) -> String {
     session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:chunks", c.turn_id))
 }
 
-fn final_key(c: &CheckedReplyChunk) -> String {
-    session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:final", c.turn_id))
+/// The session's delivered FINALs, one field per turn seq (seq is unique per accepted turn).
+fn finals_key(c: &CheckedReplyChunk) -> String {
+    session::key(&c.tenant_id, &c.session_id, "finals")
 }
 
 fn outbound(c: &CheckedReplyChunk, kind: OutboundKind, text: String) -> OutboundReply {
@@ -90,7 +93,7 @@ impl Stage for Deliver {
         }
         // One round trip for all three: the done marker, the turn's buffered chunks, the user's message.
         let (done, parts, pending_user): (bool, BTreeMap<i32, String>, Option<String>) = redis::pipe()
-            .exists(final_key(&c))
+            .hexists(finals_key(&c), c.seq)
             .hgetall(chunks_key(&c))
             .get(crate::assemble::pending_user_key(&c.tenant_id, &c.session_id, &c.turn_id))
             .query_async(&mut redis)
@@ -167,7 +170,8 @@ impl Stage for Deliver {
         }
         let mut redis = self.deps.pool.clone();
         let _: () = redis::pipe()
-            .set_ex(final_key(c), 1, FINAL_TTL_SECS)
+            .hset(finals_key(c), c.seq, 1)
+            .expire(finals_key(c), FINAL_TTL_SECS as i64)
             .del(chunks_key(c))
             .query_async(&mut redis)
             .await

@@ -218,3 +218,59 @@ async fn rejected_client_input_is_dead_lettered_without_counting_toward_the_cap(
     assert!(letters.iter().all(|(_, d)| d.error_code == "invalid_turn" && d.reason.contains("text is empty")));
     p.stop().await;
 }
+
+/// A FINAL that reaches deliver again (upstream re-emitted it after a crash) is published once; another
+/// turn's FINAL in the same session still goes out, and the markers of one session never hide another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_final_reaching_deliver_twice_is_published_once() {
+    use turnpike_schemas::{CheckedReplyChunk, ChunkKind};
+    let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
+    let topic = p.topic("turnpike.replies.checked");
+    let (a, b) = (format!("fa:{}", unique("c")), format!("fb:{}", unique("c")));
+    let chunk = |session: &str, seq: i64, kind: ChunkKind, index: i32, text: &str| CheckedReplyChunk {
+        tenant_id: "acme".into(),
+        session_id: session.into(),
+        turn_id: format!("{session}-t{seq}"),
+        seq,
+        chunk_index: index,
+        kind,
+        text: text.into(),
+        finish_reason: (kind == ChunkKind::Final).then(|| "stop".into()),
+        channel: "test".into(),
+        received_at_ms: turnpike_runner::now_ms(),
+        ..Default::default()
+    };
+    let records = [
+        chunk(&a, 1, ChunkKind::Delta, 0, "Your parcel left. "),
+        chunk(&a, 1, ChunkKind::Final, 1, "It arrives Monday."),
+        chunk(&a, 1, ChunkKind::Final, 1, "It arrives Monday."),
+        chunk(&b, 1, ChunkKind::Final, 0, "Hello."),
+        chunk(&a, 2, ChunkKind::Final, 0, "Anything else?"),
+        chunk(&a, 2, ChunkKind::Final, 0, "Anything else?"),
+    ];
+    for r in &records {
+        let payload = p.codec.encode(&topic, r).await.unwrap();
+        p.send_raw(&topic, r.session_id.as_bytes(), &payload).await;
+    }
+    count_finals(&p, 3, Duration::from_secs(60)).await;
+    // A little longer, to catch a late duplicate, then the whole topic again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies = count_finals(&p, usize::MAX, Duration::from_secs(3)).await;
+    let mut finals: Vec<(String, i64, String)> = replies
+        .iter()
+        .filter(|r| r.kind == OutboundKind::Final)
+        .map(|r| (r.session_id.clone(), r.seq, r.text.clone()))
+        .collect();
+    finals.sort();
+    let want = {
+        let mut w = vec![
+            (a.clone(), 1, "It arrives Monday.".to_string()),
+            (a.clone(), 2, "Anything else?".to_string()),
+            (b.clone(), 1, "Hello.".to_string()),
+        ];
+        w.sort();
+        w
+    };
+    assert_eq!(finals, want);
+    p.stop().await;
+}
