@@ -304,6 +304,8 @@ pub struct ReplyChunk {
     pub citations: Vec<Citation>,
     pub channel: String,
     pub received_at_ms: i64,
+    /// FINAL only: `text` is the model's last words, checked like a DELTA's (else the pipeline's own text).
+    pub generated: bool,
 }
 record!(ReplyChunk, "reply_chunk");
 

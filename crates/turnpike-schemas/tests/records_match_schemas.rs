@@ -81,6 +81,8 @@ fn every_record_round_trips_through_its_schema() {
         ttft_ms: Some(212),
         citations: vec![cite.clone()],
         finish_reason: Some("stop".into()),
+        text: "Anything else?".into(),
+        generated: true,
         ..Default::default()
     });
     roundtrip(CheckedReplyChunk { verdict: Verdict::Redact, triggers: vec![trig], ..Default::default() });

@@ -5,8 +5,8 @@
 //! never reaches a user, not even partly; each release carries an explicit verdict; after a block nothing more
 //! of the turn is released and a handoff is requested. Chunks are re-cut on sentence boundaries and numbered
 //! afresh from 0; the FINAL comes last, carrying the reply's last sentences when they passed untouched and
-//! it brings no text of its own.
-//! Canned text (refusals, apologies) in a FINAL is the pipeline's own and passes unchecked.
+//! it brings no text of its own. The model's last words arriving in a FINAL (`generated`) are checked like
+//! a DELTA's; canned text (refusals, apologies) in a FINAL is the pipeline's own and passes unchecked.
 //!
 //! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
 //! between chunks, with the state from *before* the last processed record kept too: a record redelivered
@@ -165,16 +165,19 @@ impl Stage for GuardOut {
             .with_state(std::mem::take(&mut state.checker));
         let was_blocked = checker.is_blocked();
         let mut releases: Vec<Release> = Vec::new();
-        if c.kind == ChunkKind::Delta {
+        if c.kind == ChunkKind::Delta || c.generated {
             releases.extend(checker.push(&c.text));
-        } else {
+        }
+        if c.kind == ChunkKind::Final {
             releases.extend(checker.finish());
         }
         let newly_blocked = checker.is_blocked() && !was_blocked;
         state.checker = checker.state();
 
         let mut releases = merge_passed(releases);
-        let tail = if c.kind == ChunkKind::Final && c.text.is_empty() && !state.checker.blocked {
+        // The pipeline's own closing text, which a FINAL then carries instead of the model's.
+        let canned = if c.kind == ChunkKind::Final && !c.generated { c.text.as_str() } else { "" };
+        let tail = if c.kind == ChunkKind::Final && canned.is_empty() && !state.checker.blocked {
             take_tail(&mut releases)
         } else {
             None
@@ -190,7 +193,7 @@ impl Stage for GuardOut {
             state.next_index += 1;
         }
         if c.kind == ChunkKind::Final {
-            let text = tail.map_or_else(|| c.text.clone(), |t| t.text);
+            let text = tail.map_or_else(|| canned.to_string(), |t| t.text);
             let mut fin = checked(&c, state.next_index, ChunkKind::Final, text, Verdict::Pass, vec![]);
             if state.checker.blocked {
                 fin.verdict = Verdict::Block;

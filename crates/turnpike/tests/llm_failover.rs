@@ -130,6 +130,11 @@ fn text_of(replies: &[OutboundReply], kind: OutboundKind) -> String {
     replies.iter().filter(|r| r.kind == kind).map(|r| r.text.as_str()).collect()
 }
 
+/// The reply as the contract defines it: the DELTA texts, then the FINAL's (where the last words may ride).
+fn reply_text(replies: &[OutboundReply]) -> String {
+    text_of(replies, OutboundKind::Delta) + &text_of(replies, OutboundKind::Final)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_primary_that_is_down_is_invisible_through_generate() {
     let s = setup().await;
@@ -149,11 +154,9 @@ async fn a_primary_that_is_down_is_invisible_through_generate() {
     let after = s.reply(&healthy).await;
     let final_after = after.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
     assert_eq!(final_after.model.as_deref(), Some("gpt-4o-mini"), "the primary answered");
-    // The reply is the DELTA texts followed by the FINAL's (docs/kafka-contract.md).
-    let reply = |rs: &[OutboundReply]| text_of(rs, OutboundKind::Delta) + &text_of(rs, OutboundKind::Final);
-    let text = reply(&during);
+    let text = reply_text(&during);
     assert_eq!(text.split_whitespace().count(), 40);
-    assert_eq!(text, reply(&after), "no visible difference");
+    assert_eq!(text, reply_text(&after), "no visible difference");
     assert_eq!(s.fallback.stats().requests, 1);
     s.stop().await;
 }
@@ -217,7 +220,7 @@ async fn a_configured_tool_is_called_once_and_its_result_answers_the_user() {
     let replies = s.reply(&session).await;
     let fin = replies.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
     assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "{replies:?}");
-    assert_eq!(text_of(&replies, OutboundKind::Delta), r#"Tool result: lookup_order: {"order":"42"}"#);
+    assert_eq!(reply_text(&replies), r#"Tool result: lookup_order: {"order":"42"}"#);
     assert_eq!(tool_host.stats().tool_calls, 1);
     assert_eq!(s.primary.stats().requests, 2, "two model calls: the tool call, then the answer");
     s.stop().await;
@@ -233,7 +236,7 @@ async fn a_rate_limit_storm_on_the_primary_is_honoured_and_invisible_through_gen
         let fin = reply.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
         assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "{reply:?}");
         assert_eq!(fin.model.as_deref(), Some("claude-sonnet-4"), "the fallback answered during the storm");
-        assert!(!text_of(reply, OutboundKind::Delta).is_empty());
+        assert!(!reply_text(reply).is_empty());
     };
     // The first turn meets the 429 and fails over; the others arrive inside the Retry-After second.
     s.p.send_turn(&turn("acme", &sessions[0], "m1", "Can I change my delivery address?")).await;

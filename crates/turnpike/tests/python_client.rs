@@ -39,7 +39,10 @@ fn venv_python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn python_confluent_kafka_client_round_trip_follows_the_contract() {
     let python = venv_python();
-    let p = Pipeline::start().await;
+    // Streamed replies (40 tokens at 400/s): the script replays one DELTA and one FINAL of a reply, and a
+    // reply that arrives whole rides in a single FINAL.
+    let streamed = turnpike_llm::mock::MockConfig { tokens_per_sec: 400, ..turnpike_llm::mock::MockConfig::instant() };
+    let p = Pipeline::start_with(streamed).await;
     let (inbound, outbound) = (p.topic("turnpike.turns.inbound"), p.topic("turnpike.replies.outbound"));
     // What `turnpike schemas register` does for the shipped topics: the Python producer only looks its
     // schema up, it never registers one.

@@ -145,7 +145,8 @@ async fn a_cheap_tier_failing_before_any_text_is_answered_by_the_capable_tier_an
     // Recorded on the turn: every chunk says which tier answered (the routed record says cheap) ...
     let final_chunk = |c: &ReplyChunk| c.kind == ChunkKind::Final;
     let mine = read_sessions(&p, "turnpike.replies.chunks", &[&session], 1, final_chunk).await;
-    assert!(mine.len() >= 2, "text and a FINAL: {mine:?}");
+    // The text may ride in the FINAL itself (all of it, when the mock's reply arrives at once).
+    assert!(mine.iter().any(|c| !c.text.is_empty()) && mine.iter().any(final_chunk), "text and a FINAL: {mine:?}");
     assert!(mine.iter().all(|c| c.tier.as_deref() == Some("capable")), "{mine:?}");
     // ... and in the session's routing signals, which the next turn's decision reads.
     let mut redis = redis::Client::open(p.endpoints.redis_url.as_str())

@@ -101,13 +101,19 @@ impl Chunks<'_> {
     /// over-count (a gap downstream), never under-count (a duplicate).
     async fn emit_delta(&mut self, out: &mut Emitter, text: String) -> Result<(), StageError> {
         let chunk = self.make(ChunkKind::Delta, text);
+        self.count().await?;
+        out.emit(&chunk).await
+    }
+
+    /// Records in Redis that `self.next` chunks carrying model text were made (see the module comment).
+    async fn count(&mut self) -> Result<(), StageError> {
         let _: () = redis::pipe()
             .set(&self.counter, self.next)
             .expire(&self.counter, 3600)
             .query_async(&mut self.redis)
             .await
             .map_err(crate::redis_err)?;
-        out.emit(&chunk).await
+        Ok(())
     }
 
     fn make(&mut self, kind: ChunkKind, text: String) -> ReplyChunk {
@@ -240,6 +246,7 @@ impl Stage for Generate {
                     u.input_tokens += input_tokens;
                     u.output_tokens += output_tokens;
                     u.cached_input_tokens += cached_input_tokens;
+                    self.flush_unless_ending(&mut stream, &mut ahead, &mut buf, &mut chunks, out).await?;
                 }
                 // The tool loop consumes tool calls; any left over are not reply text.
                 Ok(LlmEvent::ToolCallDelta { .. }) => {}
@@ -253,7 +260,10 @@ impl Stage for Generate {
                     metrics::counter!("turnpike_llm_tool_limit_total", &labels).increment(1);
                     return self.give_up(Ok(()), &mut chunks, out, &p).await;
                 }
-                Ok(LlmEvent::Finish { reason }) => finish = Some(reason),
+                Ok(LlmEvent::Finish { reason }) => {
+                    finish = Some(reason);
+                    self.flush_unless_ending(&mut stream, &mut ahead, &mut buf, &mut chunks, out).await?;
+                }
                 Err(e) => {
                     let emitted = chunks.next > 0 || !buf.is_empty();
                     if !buf.is_empty() {
@@ -266,12 +276,16 @@ impl Stage for Generate {
                 }
             }
         }
-        if !buf.is_empty() {
-            chunks.emit_delta(out, buf).await?;
-        }
         let finish = finish.unwrap_or_else(|| "stop".into());
         self.check_confidence(&p, &chunks.tier, &shown, &finish).await;
-        let mut fin = chunks.make(ChunkKind::Final, String::new());
+        // The last words ride in the FINAL (one record fewer on each of the three reply topics per turn),
+        // counted like a DELTA so a redelivered prompt ends with the notice instead of answering again.
+        let generated = !buf.is_empty();
+        let mut fin = chunks.make(ChunkKind::Final, buf);
+        fin.generated = generated;
+        if generated {
+            chunks.count().await?;
+        }
         fin.finish_reason = Some(finish);
         fin.model = Some(answer.model.clone());
         fin.provider = Some(answer.provider.into());
@@ -291,10 +305,11 @@ impl Stage for Generate {
     }
 }
 
-/// True when more text has already arrived (read into `ahead`) and the chunk may still grow: it then
-/// leaves with that text instead of on its own. Text that is already here costs no latency to wait for, and
-/// a model (or mock) that outruns the pipeline then costs a few records per reply instead of one per flush;
-/// a model streaming slower than the pipeline reads sees no change.
+/// True when the event after the held text has already arrived (read into `ahead`) and is more text or the
+/// reply's end (finish, usage, end of stream): the chunk then leaves with that text, or in the FINAL,
+/// instead of on its own. What is already here costs no latency to wait for, and a model (or mock) that
+/// outruns the pipeline then costs a few records per reply instead of one per flush; a model streaming
+/// slower than the pipeline reads sees no change. Tool calls, a tool-limit finish and errors flush first.
 fn ready_text<S>(stream: &mut S, ahead: &mut Option<Option<S::Item>>, len: usize, max: usize) -> bool
 where
     S: futures::Stream<Item = Result<LlmEvent, turnpike_llm::LlmError>> + Unpin,
@@ -305,9 +320,13 @@ where
     }
     // `Some(None)` is the end of the stream: kept too, so the stream is never polled past its end.
     let Some(next) = stream.next().now_or_never() else { return false };
-    let text = matches!(next, Some(Ok(LlmEvent::TextDelta(_))));
+    let hold = match &next {
+        None | Some(Ok(LlmEvent::TextDelta(_) | LlmEvent::Usage { .. })) => true,
+        Some(Ok(LlmEvent::Finish { reason })) => reason != "tool_limit",
+        Some(Ok(LlmEvent::ToolCallDelta { .. }) | Err(_)) => false,
+    };
     *ahead = Some(next);
-    text
+    hold
 }
 
 /// Days since the Unix epoch (UTC): the budget period. A number, not a date string: no calendar code
@@ -375,6 +394,25 @@ impl Generate {
 }
 
 impl Generate {
+    /// After a finish or usage event, held text leaves at once unless the reply's next event is already
+    /// here (then it can still ride in the FINAL): text never waits for an event that has not arrived.
+    async fn flush_unless_ending<S>(
+        &self,
+        stream: &mut S,
+        ahead: &mut Option<Option<S::Item>>,
+        buf: &mut String,
+        chunks: &mut Chunks<'_>,
+        out: &mut Emitter,
+    ) -> Result<(), StageError>
+    where
+        S: futures::Stream<Item = Result<LlmEvent, turnpike_llm::LlmError>> + Unpin,
+    {
+        if buf.is_empty() || ahead.is_some() || ready_text(stream, ahead, buf.len(), self.max_chunk_chars) {
+            return Ok(());
+        }
+        chunks.emit_delta(out, std::mem::take(buf)).await
+    }
+
     /// Counts an LLM error; `Err` (a runner retry) when nothing was shown, the error is retryable and the
     /// turn is not overdue, else `Ok` (the caller ends the turn).
     fn failure(&self, p: &RoutedPrompt, e: &turnpike_llm::LlmError, emitted: bool) -> Result<(), StageError> {
@@ -430,13 +468,21 @@ mod tests {
         let mut arrived = futures::stream::iter(vec![delta("more"), Ok(LlmEvent::Finish { reason: "stop".into() })]);
         assert!(ready_text(&mut arrived, &mut ahead, 70, 2048));
         assert!(matches!(ahead.take(), Some(Some(Ok(LlmEvent::TextDelta(t)))) if t == "more"));
-        // Not text (kept for the loop, flush now), and never past the cap.
-        assert!(!ready_text(&mut arrived, &mut ahead, 70, 2048));
+        // The reply's end is here too: the text waits for it and rides in the FINAL (the event is kept).
+        assert!(ready_text(&mut arrived, &mut ahead, 70, 2048));
         assert!(matches!(ahead.take(), Some(Some(Ok(LlmEvent::Finish { .. })))));
+        // Never past the cap.
         assert!(!ready_text(&mut futures::stream::iter(vec![delta("x")]), &mut ahead, 2048, 2048));
         assert!(ahead.is_none());
+        // A tool-limit finish or an error: flush now (kept for the loop).
+        let limit = Ok(LlmEvent::Finish { reason: "tool_limit".into() });
+        assert!(!ready_text(&mut futures::stream::iter(vec![limit]), &mut ahead, 70, 2048));
+        assert!(matches!(ahead.take(), Some(Some(Ok(LlmEvent::Finish { .. })))));
+        let failed = Err(turnpike_llm::LlmError::Unavailable("reset".into()));
+        assert!(!ready_text(&mut futures::stream::iter(vec![failed]), &mut ahead, 70, 2048));
+        assert!(matches!(ahead.take(), Some(Some(Err(_)))));
         // The end of the stream is kept, so the stream is not polled past it.
-        assert!(!ready_text(&mut arrived, &mut ahead, 70, 2048));
+        assert!(ready_text(&mut arrived, &mut ahead, 70, 2048));
         assert!(matches!(ahead, Some(None)));
         // Nothing has arrived yet: flush at once, nothing read ahead.
         let mut ahead = None;
