@@ -6,13 +6,16 @@
 //! most every `max_chunk_delay`) or after `max_partial_delay` of unfinished text; text that has already
 //! arrived always joins the chunk it finds leaving. A model streaming at 50 tokens/s then costs a chunk
 //! record per sentence instead of one per 50 ms; a finished sentence waits here at most `max_chunk_delay`.
+//! Text held when the model's finish has already arrived rides in the FINAL (`generated = true`, checked
+//! by guard-out like a DELTA), so a reply that arrives whole is one record per reply topic.
 //!
 //! Commit point: until the first chunk is emitted, an LLM failure is retryable and invisible (the runner
 //! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
 //! ends the reply with an explicit incomplete notice, `finish_reason = "incomplete"`, and a handoff request.
-//! The same holds across crashes: a Redis counter per turn records how many chunks were emitted; a
-//! redelivered prompt whose counter is non-zero is *not* regenerated (a new generation would differ from
-//! what the user already saw) but ended with the incomplete notice, numbered after the last chunk.
+//! The same holds across crashes: a Redis counter per turn records how many chunks carrying model text
+//! (DELTAs, and a FINAL with the last words) were emitted; a redelivered prompt whose counter is non-zero
+//! is *not* regenerated (a new generation would differ from what the user already saw) but ended with the
+//! incomplete notice, numbered after the last chunk.
 //! Refused, handed-off and human-owned turns are answered without calling the LLM.
 //!
 //! The LLM call goes through the tier's failover chain ([`turnpike_llm::Chain`], configured by
