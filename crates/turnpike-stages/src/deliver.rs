@@ -4,12 +4,14 @@
 //! a Redis marker (the turn's seq, a field of the session's `finals` hash) is set after Kafka acknowledged
 //! the FINAL, and a redelivered FINAL finds it and is skipped. One hash per session rather than one key per
 //! turn: the markers outlive any plausible redelivery (7 days), and at 1M conversations a day of ~5 turns a
-//! key per turn meant ~35M keys of ~100 bytes each, where a small hash stores a field in a few bytes. (The marker is written right after the acknowledgement, so a crash in the ~1 ms between
-//! the two can still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a
-//! Kafka transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
+//! key per turn meant ~35M keys of ~100 bytes each, where a small hash stores a field in a few bytes.
+//! (The marker is written right after the acknowledgement, so a crash in the ~1 ms between the two can
+//! still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a Kafka
+//! transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
 //! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
 //! chunk seen before is published again only when it is a redelivery of the very record that stored it (its
-//! first publication may not have been acknowledged), never when upstream re-emitted it. The transcript row is an idempotent upsert keyed by (seq, role).
+//! first publication may not have been acknowledged), never when upstream re-emitted it. The transcript row
+//! is an idempotent upsert keyed by (seq, role).
 //! After the transcript write, a turn that went to the model is appended to the session's memory in Redis
 //! (user message and reply, keyed by seq and role: idempotent), before the offset is stored.
 
