@@ -296,8 +296,7 @@ impl Stage for Assemble {
             if a.user_truncated {
                 metrics::counter!("turnpike_prompt_user_truncated_total").increment(1);
             }
-            // A first turn's memory starts empty without asking Cassandra (see `memory::load`).
-            if mem.rebuilt && turn.seq > 1 {
+            if mem.rebuilt {
                 tracing::info!(tenant = %turn.tenant_id, turn = %turn.turn_id, "Session memory rebuilt from Cassandra.");
             }
             a

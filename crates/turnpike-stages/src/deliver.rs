@@ -170,10 +170,10 @@ impl Stage for Deliver {
         if c.kind != ChunkKind::Final {
             return Ok(());
         }
-        let mut redis = self.deps.pool.clone();
+        let (mut redis, finals) = (self.deps.pool.clone(), finals_key(c));
         let _: () = redis::pipe()
-            .hset(finals_key(c), c.seq, 1)
-            .expire(finals_key(c), FINAL_TTL_SECS as i64)
+            .hset(&finals, c.seq, 1)
+            .expire(&finals, FINAL_TTL_SECS as i64)
             .del(chunks_key(c))
             .query_async(&mut redis)
             .await

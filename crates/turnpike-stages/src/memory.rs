@@ -53,7 +53,8 @@ pub struct Memory {
     pub summary: Option<Summary>,
     /// Messages after the summary, in (seq, user-before-assistant) order.
     pub messages: Vec<Remembered>,
-    /// True when this read had to rebuild the memory from Cassandra.
+    /// True when this read had to rebuild the memory from Cassandra (a first turn's starts empty without
+    /// asking it).
     pub rebuilt: bool,
 }
 
@@ -272,14 +273,14 @@ async fn rebuild(
     metrics::counter!("turnpike_memory_rebuilds_total", "kind" => kind).increment(1);
     // Appends that raced with the rebuild (present in `partial`) are merged in by reading back once more.
     let mut memory = if partial.is_empty() {
-        Memory { summary, messages, rebuilt: true }
+        Memory { summary, messages, ..Default::default() }
     } else {
         let mut redis = deps.pool.clone();
         let fields: HashMap<String, String> =
             redis::cmd("HGETALL").arg(&k).query_async(&mut redis).await.map_err(redis_err)?;
         decode(&fields)
     };
-    memory.rebuilt = true;
+    memory.rebuilt = seq > 1;
     Ok(memory)
 }
 

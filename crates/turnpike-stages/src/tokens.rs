@@ -127,10 +127,11 @@ impl TokenCounter {
         if text.len() < REMEMBER_FROM_BYTES {
             return self.encode_len(text);
         }
-        static COUNTS: OnceLock<Mutex<lru::LruCache<(bool, u128), u32>>> = OnceLock::new();
+        // Keyed by the table itself (one static per table), so families sharing a table share its counts.
+        static COUNTS: OnceLock<Mutex<lru::LruCache<(usize, u128), u32>>> = OnceLock::new();
         let cache = COUNTS
             .get_or_init(|| Mutex::new(lru::LruCache::new(NonZeroUsize::new(REMEMBERED_COUNTS).expect("non-zero"))));
-        let key = (matches!(self.family, Family::O200k | Family::Gemini), xxh3_128(text.as_bytes()));
+        let key = (std::ptr::from_ref(self.bpe) as usize, xxh3_128(text.as_bytes()));
         if let Some(n) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
             return *n as usize;
         }
