@@ -11,8 +11,9 @@
 //! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
 //! between chunks, with the state from *before* the last processed record kept too: a record redelivered
 //! after a crash is checked again from the state it first saw, so text is neither lost nor released twice
-//! (deliver drops a re-released chunk index it has already published). Each tenant gets its own policy
-//! (section `guard` of the tenants file) and every trigger is audited.
+//! (deliver drops a re-released chunk index it has already published). A turn that arrives as a single
+//! FINAL (numbered 0) is checked from an empty state and keeps none: nothing of it comes before or after.
+//! Each tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
 
 use crate::audit::{self, AuditSite};
 use crate::{redis_err, session, Deps};
@@ -138,16 +139,24 @@ impl Stage for GuardOut {
         let src = out.source();
         let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
         let mut redis = self.deps.pool.clone();
+        // A FINAL numbered 0 by generate is the turn's only record: no chunk came before it, and none follows.
+        // Its checks start from an empty state and leave nothing a later record could need, so it neither
+        // reads nor writes state; redelivered, it is checked again from the same empty state.
+        let whole_turn = c.kind == ChunkKind::Final && c.chunk_index == 0;
         // [position of the last record processed, state before it, state after it, the turn's sources]
-        let stored: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(&key)
-            .arg("pos")
-            .arg("before")
-            .arg("after")
-            .arg("src")
-            .query_async(&mut redis)
-            .await
-            .map_err(redis_err)?;
+        let stored: Vec<Option<String>> = if whole_turn {
+            Vec::new()
+        } else {
+            redis::cmd("HMGET")
+                .arg(&key)
+                .arg("pos")
+                .arg("before")
+                .arg("after")
+                .arg("src")
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_err)?
+        };
         let field = |i: usize| stored.get(i).cloned().flatten();
         let start = if field(0).as_deref() == Some(position.as_str()) { field(1) } else { field(2) };
         let before = start.clone().unwrap_or_else(|| encode(&TurnState::default()));
@@ -208,12 +217,14 @@ impl Stage for GuardOut {
             outputs.push(fin);
         }
         // Persist before emitting: a crash after this point replays from `before` (same position).
-        let mut persist = redis::pipe();
-        persist.hset(&key, "pos", &position).hset(&key, "before", &before).hset(&key, "after", encode(&state));
-        if let Some(src) = &arrived {
-            persist.hset(&key, "src", src);
+        if !whole_turn {
+            let mut persist = redis::pipe();
+            persist.hset(&key, "pos", &position).hset(&key, "before", &before).hset(&key, "after", encode(&state));
+            if let Some(src) = &arrived {
+                persist.hset(&key, "src", src);
+            }
+            let _: () = persist.expire(&key, 3600).query_async(&mut redis).await.map_err(redis_err)?;
         }
-        let _: () = persist.expire(&key, 3600).query_async(&mut redis).await.map_err(redis_err)?;
         let policy = audit::policy_label(&self.policies, &c.tenant_id);
         for o in &outputs {
             out.emit(o).await?;
@@ -245,7 +256,7 @@ impl Stage for GuardOut {
             })
             .await?;
         }
-        if c.kind == ChunkKind::Final {
+        if c.kind == ChunkKind::Final && !whole_turn {
             let _: () = redis.expire(&key, 60).await.map_err(redis_err)?;
         }
         Ok(())
