@@ -1,6 +1,6 @@
 """Round trip through a running Turnpike pipeline with the Python confluent-kafka client.
 
-Run by crates/turnpike/tests/python_client.rs against a pipeline on prefixed topics; also runnable by hand
+Run by crates/turnpike/tests/e2e/python_client.rs against a pipeline on prefixed topics; also runnable by hand
 against `turnpike run` (defaults: the local stack's shipped topics):
 
     python roundtrip.py --tenant demo [--bootstrap H:P] [--registry URL] [--inbound T] [--outbound T]
@@ -91,7 +91,9 @@ def main() -> int:
     sessions = {"A": f"pyuser1:{run}", "B": f"pyuser2:{run}"}
     # The registry client waits forever by default; 10 s per request (it retries 3 times).
     registry = SchemaRegistryClient({"url": args.registry, "timeout": 10})
-    producer = tc.TurnProducer(args.bootstrap, registry, args.tenant, topic=args.inbound)
+    # The broker's login (SASL) comes from the environment, as for Turnpike's own clients.
+    login = tc.kafka_login_from_env()
+    producer = tc.TurnProducer(args.bootstrap, registry, args.tenant, topic=args.inbound, config=login)
     partitions = len(producer.producer.list_topics(args.inbound, timeout=10).topics[args.inbound].partitions)
     log(f"run {run}: {args.inbound} has {partitions} partitions")
 
@@ -119,7 +121,7 @@ def main() -> int:
     complete: Dict[str, List[tc.Turn]] = {s: [] for s in expected}
     assembler = tc.ReplyAssembler(on_complete=lambda t: complete[t.session_id].append(t)
                                   if t.session_id in complete else None)
-    consumer = tc.ReplyConsumer(args.bootstrap, registry, f"py-roundtrip-{run}", topic=args.outbound)
+    consumer = tc.ReplyConsumer(args.bootstrap, registry, f"py-roundtrip-{run}", topic=args.outbound, config=login)
     log("consuming", args.outbound)
     seen: Dict[str, List[tc.Reply]] = {s: [] for s in expected}
     headers_seen: Dict[str, str] = {}
@@ -195,7 +197,7 @@ def main() -> int:
     b_records = seen[sessions["B"]]
     picks = [r for r in b_records if r["kind"] == "DELTA"][:1] + [r for r in b_records if r["kind"] == "FINAL"][:1]
     if len(picks) == 2:
-        raw = Producer({"bootstrap.servers": args.bootstrap, **tc.PRODUCER_CONTRACT})
+        raw = Producer({"bootstrap.servers": args.bootstrap, **login, **tc.PRODUCER_CONTRACT})
         for r in picks:
             raw.produce(args.outbound, key=r.key, value=r.raw, headers=list(r.headers.items()),
                         on_delivery=lambda err, m: replayed.append((err, m.partition(), m.offset())))

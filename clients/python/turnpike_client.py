@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import pathlib
 import time
 import uuid
@@ -47,6 +48,21 @@ PRODUCER_CONTRACT = {
     "enable.idempotence": True,
     "acks": "all",
 }
+
+
+def kafka_login_from_env() -> Dict[str, Any]:
+    """The SASL settings Turnpike's own clients use, from TURNPIKE_KAFKA_USERNAME / TURNPIKE_KAFKA_PASSWORD
+    (and TURNPIKE_KAFKA_SASL_MECHANISM / TURNPIKE_KAFKA_SECURITY_PROTOCOL, default PLAIN / SASL_PLAINTEXT);
+    {} when no user is set. Pass it as `config` to TurnProducer and ReplyConsumer."""
+    user = os.environ.get("TURNPIKE_KAFKA_USERNAME", "").strip()
+    if not user:
+        return {}
+    return {
+        "security.protocol": os.environ.get("TURNPIKE_KAFKA_SECURITY_PROTOCOL") or "SASL_PLAINTEXT",
+        "sasl.mechanism": os.environ.get("TURNPIKE_KAFKA_SASL_MECHANISM") or "PLAIN",
+        "sasl.username": user,
+        "sasl.password": os.environ.get("TURNPIKE_KAFKA_PASSWORD", ""),
+    }
 
 
 def load_schema(name: str, schemas_dir: pathlib.Path = SCHEMAS_DIR) -> str:

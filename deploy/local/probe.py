@@ -2,14 +2,22 @@
 """Tiny stdlib-only wire clients used by deploy/local/stack.sh for readiness checks.
 
   probe.py kafka-topics [HOST:PORT]        list topics via a Kafka Metadata (v4) request;
-                                           fails unless at least one broker is registered
+                                           fails unless at least one broker is registered; logs
+                                           in (SASL/PLAIN) with TURNPIKE_KAFKA_USERNAME /
+                                           TURNPIKE_KAFKA_PASSWORD when they are set
   probe.py cql [HOST:PORT] STATEMENT...    run CQL statements over native protocol v4 and
-                                           print result rows (tab-separated)
+                                           print result rows (tab-separated); logs in with
+                                           TURNPIKE_CQL_USERNAME / TURNPIKE_CQL_PASSWORD when the
+                                           server asks (environment, to keep them off `ps`);
+                                           a STATEMENT of "-" reads statements from stdin, one
+                                           per line (for statements that hold secrets)
   probe.py http-ok URL                     exit 0 iff GET URL returns 200
 
 No third-party packages: it must run on a fresh machine before anything is installed.
-Exit status: 0 on success, 1 on a server-side error, 2 on a connection/protocol failure.
+Exit status: 0 on success, 1 on a server-side error, 2 on a connection/protocol failure, 3 when the
+CQL login is refused.
 """
+import os
 import socket
 import struct
 import sys
@@ -73,19 +81,47 @@ class Reader:
 
 
 # --------------------------------------------------------------------------- Kafka
+def _kafka_call(sock, api_key, api_version, corr, payload):
+    client_id = b"turnpike-probe"
+    body = struct.pack(">hhih", api_key, api_version, corr, len(client_id)) + client_id + payload
+    sock.sendall(struct.pack(">i", len(body)) + body)
+    size = struct.unpack(">i", _recv_exact(sock, 4))[0]
+    r = Reader(_recv_exact(sock, size))
+    if r.i32() != corr:
+        raise ValueError("correlation id mismatch")
+    return r
+
+
+class KafkaLoginRefused(Exception):
+    pass
+
+
+def _kafka_sasl_plain(sock, user, password):
+    mech = b"PLAIN"
+    r = _kafka_call(sock, 17, 1, 101, struct.pack(">h", len(mech)) + mech)  # SaslHandshake v1
+    if r.i16() != 0:
+        raise KafkaLoginRefused("the broker does not offer SASL/PLAIN")
+    token = b"\0" + user.encode() + b"\0" + password.encode()
+    r = _kafka_call(sock, 36, 1, 102, struct.pack(">i", len(token)) + token)  # SaslAuthenticate v1
+    err = r.i16()
+    if err != 0:
+        raise KafkaLoginRefused("login as %s refused: %s" % (user, r.kstr()))
+
+
 def kafka_topics(addr):
     host, port = _split_addr(addr, 9092)
     api_key, api_version, corr = 3, 4, 1  # Metadata v4 (Kafka 4 removed v0-v3)
-    client_id = b"turnpike-probe"
-    body = struct.pack(">hhih", api_key, api_version, corr, len(client_id)) + client_id
-    body += struct.pack(">i", -1)  # topics = null -> all topics
-    body += b"\x00"  # allow_auto_topic_creation = false
+    payload = struct.pack(">i", -1)  # topics = null -> all topics
+    payload += b"\x00"  # allow_auto_topic_creation = false
+    user = os.environ.get("TURNPIKE_KAFKA_USERNAME", "")
     with socket.create_connection((host, port), timeout=TIMEOUT) as s:
-        s.sendall(struct.pack(">i", len(body)) + body)
-        size = struct.unpack(">i", _recv_exact(s, 4))[0]
-        r = Reader(_recv_exact(s, size))
-    if r.i32() != corr:
-        raise ValueError("correlation id mismatch")
+        if user:
+            try:
+                _kafka_sasl_plain(s, user, os.environ.get("TURNPIKE_KAFKA_PASSWORD", ""))
+            except KafkaLoginRefused as e:
+                print("kafka: %s" % e, file=sys.stderr)
+                return 3
+        r = _kafka_call(s, api_key, api_version, corr, payload)
     r.i32()  # throttle_time_ms
     brokers = []
     for _ in range(r.i32()):
@@ -211,10 +247,23 @@ def cql(addr, statements):
             body += struct.pack(">H", len(k)) + k
         s.sendall(_cql_frame(0x01, 0, body))
         opcode, r = _cql_read(s)
-        if opcode == 0x03:
-            print("cql: server requires authentication", file=sys.stderr)
-            return 1
-        if opcode == 0x00:
+        if opcode == 0x03:  # AUTHENTICATE: SASL PLAIN, as PasswordAuthenticator expects
+            user = os.environ.get("TURNPIKE_CQL_USERNAME", "")
+            password = os.environ.get("TURNPIKE_CQL_PASSWORD", "")
+            if not user:
+                print("cql: server requires authentication (set TURNPIKE_CQL_USERNAME/PASSWORD)", file=sys.stderr)
+                return 1
+            token = b"\0" + user.encode() + b"\0" + password.encode()
+            s.sendall(_cql_frame(0x0F, 0, struct.pack(">i", len(token)) + token))
+            opcode, r = _cql_read(s)
+            if opcode == 0x00:
+                r.i32()
+                print("cql: login as %s refused: %s" % (user, r.cstr()), file=sys.stderr)
+                return 3
+            if opcode != 0x10:  # AUTH_SUCCESS
+                print("cql: unexpected reply 0x%02x to the login" % opcode, file=sys.stderr)
+                return 2
+        elif opcode == 0x00:
             r.i32()
             print("cql startup error: " + r.cstr(), file=sys.stderr)
             return 1
@@ -244,7 +293,10 @@ def main(argv):
                 args = ["127.0.0.1:9042"] + args
             if len(args) < 2:
                 args = args + ["SELECT release_version FROM system.local"]
-            return cql(args[0], args[1:])
+            statements = []
+            for a in args[1:]:
+                statements += [l for l in sys.stdin.read().splitlines() if l.strip()] if a == "-" else [a]
+            return cql(args[0], statements)
         if cmd == "http-ok":
             return http_ok(args[0])
     except (OSError, ValueError, ConnectionError) as e:

@@ -9,7 +9,7 @@
 # base interpreter changed (a stamp file records both), so a warm call only checks and prints. Progress goes
 # to stderr. Base interpreter: $PYTHON, default python3 (3.9+). On Debian, python3 -m venv needs the
 # python3-venv package: installed with apt-get when missing and we are root (or have passwordless sudo).
-# The test crates/turnpike/tests/python_client.rs finds the venv at the same default place, or takes the
+# The test crates/turnpike/tests/e2e/python_client.rs finds the venv at the same default place, or takes the
 # interpreter from $TURNPIKE_PYTHON:   export TURNPIKE_PYTHON=$(deploy/local/python-env.sh)
 set -euo pipefail
 

@@ -73,9 +73,12 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(bootstrap: &str, registry_url: &str, topic: String) -> Result<Inbound, String> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+    /// `kafka`: the client properties (bootstrap servers, login: `Endpoints::kafka_properties`).
+    pub fn new(kafka: &[(String, String)], registry_url: &str, topic: String) -> Result<Inbound, String> {
+        let producer = kafka
+            .iter()
+            .cloned()
+            .collect::<ClientConfig>()
             .set("client.id", "turnpike-gateway")
             .set("enable.idempotence", "true")
             .set("acks", "all")

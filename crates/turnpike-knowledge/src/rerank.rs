@@ -6,7 +6,7 @@
 //! adjust BM25 first: a chunk whose heading path contains the question's words is boosted (help pages name
 //! their sections after the questions they answer), and a chunk whose words nearly repeat a better one
 //! (the same paragraph copied across pages, or two overlapping chunks) is dropped, so the few passages the
-//! prompt can hold say different things. Their effect is measured in `tests/ranking.rs`.
+//! prompt can hold say different things. Their effect is measured in `tests/knowledge/ranking.rs`.
 
 use std::collections::HashSet;
 

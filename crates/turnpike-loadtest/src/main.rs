@@ -193,7 +193,7 @@ async fn main() -> anyhow::Result<()> {
     base.validate(&args.topology.parent().unwrap_or(std::path::Path::new(".")).join("../schemas"))?;
     let prefix = format!("lt{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     let topo = Arc::new(base.prefixed(&prefix));
-    turnpike_topology::apply::apply(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
+    turnpike_topology::apply::apply(&topo, &ep.kafka_properties(), Duration::from_secs(30)).await?;
     let inbound = topo.topic_named("turnpike.turns.inbound").context("inbound")?.name.clone();
     let outbound = topo.topic_named("turnpike.replies.outbound").context("outbound")?;
     let (outbound_name, partitions) = (outbound.name.clone(), outbound.partitions);
@@ -229,8 +229,10 @@ async fn main() -> anyhow::Result<()> {
     let finals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
     // Consumer first, at the end of the (new, empty) outbound topic.
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let consumer: StreamConsumer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("group.id", format!("{prefix}-meter"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
@@ -260,8 +262,10 @@ async fn main() -> anyhow::Result<()> {
     // Let the stages join their groups before the clock starts.
     tokio::time::sleep(Duration::from_secs(6)).await;
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let producer: FutureProducer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", if args.rate == 0.0 { "5" } else { "0" })
@@ -286,10 +290,12 @@ async fn main() -> anyhow::Result<()> {
     meter.abort();
     shutdown.cancel();
     let _ = pipe.await;
-    let records = records_per_topic(&topo, &ep.kafka_bootstrap, &prefix);
+    let records = records_per_topic(&topo, &ep.kafka_properties(), &prefix);
     // Leftover topics pile up on the broker run after run (thousands of partitions slow it down and were
     // seen to exhaust its heap): the test's own topics go when it ends.
-    if let Err(e) = turnpike_topology::apply::delete_topics(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await {
+    if let Err(e) =
+        turnpike_topology::apply::delete_topics(&topo, &ep.kafka_properties(), Duration::from_secs(30)).await
+    {
         eprintln!("warning: could not delete the test's topics (prefix {prefix}): {e}");
     }
 
@@ -373,8 +379,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// Records written to each of the run's topics (high watermarks; the topics are fresh), by topic name
 /// without the prefix. Empty when the broker cannot be asked.
-fn records_per_topic(topo: &Topology, bootstrap: &str, prefix: &str) -> Vec<(String, i64)> {
-    let Ok(client) = ClientConfig::new().set("bootstrap.servers", bootstrap).create::<BaseConsumer>() else {
+fn records_per_topic(topo: &Topology, kafka: &[(String, String)], prefix: &str) -> Vec<(String, i64)> {
+    let Ok(client) = kafka.iter().cloned().collect::<ClientConfig>().create::<BaseConsumer>() else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -393,15 +399,19 @@ async fn kafka_baseline(ep: &Endpoints, topic: &str, n: usize, size: usize) -> a
     let t = Topology::parse(&format!(
         "version = 1\nname = \"b\"\n[[topic]]\nname = \"{topic}\"\nrole = \"source\"\nschema = \"inbound_turn\"\npartitions = 6\n"
     ))?;
-    turnpike_topology::apply::apply(&t, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    turnpike_topology::apply::apply(&t, &ep.kafka_properties(), Duration::from_secs(30)).await?;
+    let consumer: StreamConsumer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("group.id", format!("{topic}-g"))
         .set("auto.offset.reset", "earliest")
         .create()?;
     consumer.subscribe(&[topic])?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let producer: FutureProducer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()?;
@@ -426,6 +436,6 @@ async fn kafka_baseline(ep: &Endpoints, topic: &str, n: usize, size: usize) -> a
     while futures::StreamExt::next(&mut sends).await.is_some() {}
     tokio::time::timeout(Duration::from_secs(120), reader).await??;
     let rate = n as f64 / started.elapsed().as_secs_f64();
-    turnpike_topology::apply::delete_topics(&t, &ep.kafka_bootstrap, Duration::from_secs(30)).await?;
+    turnpike_topology::apply::delete_topics(&t, &ep.kafka_properties(), Duration::from_secs(30)).await?;
     Ok(rate)
 }

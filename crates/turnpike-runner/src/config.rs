@@ -22,6 +22,8 @@ pub struct RunnerConfig {
     pub group_id: String,
     /// Kafka bootstrap servers.
     pub bootstrap: String,
+    /// SASL login to the brokers (its Debug form hides the password).
+    pub kafka_login: Option<turnpike_core::KafkaLogin>,
     /// Schema registry base URL.
     pub registry_url: String,
     /// Messages received but not finished per partition before the partition is paused.
@@ -91,6 +93,7 @@ impl RunnerConfig {
             dlq_topic: s.dlq.clone(),
             group_id: s.group.clone(),
             bootstrap: endpoints.kafka_bootstrap.clone(),
+            kafka_login: endpoints.kafka_login.clone(),
             registry_url: endpoints.schema_registry_url.clone(),
             max_in_flight_per_partition: 512,
             drain_timeout: Duration::from_secs(10),
@@ -114,11 +117,19 @@ impl RunnerConfig {
         Ok(())
     }
 
+    /// Where the brokers are and how to log in: what every client of the runner starts from.
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap);
+        c.extend(self.kafka_login.iter().flat_map(|l| l.properties()));
+        c
+    }
+
     /// At-least-once consumer: offsets are stored by the runner only after processing, and committed
     /// automatically from that store (and synchronously on revoke and shutdown).
     pub(crate) fn consumer_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
+        let mut c = self.client_config();
+        c.set("group.id", &self.group_id)
             .set("group.id", &self.group_id)
             .set("client.id", format!("turnpike-{}", self.stage))
             .set("enable.auto.commit", "true")
@@ -143,9 +154,8 @@ impl RunnerConfig {
 
     /// Idempotent producer with Java's partitioner, so a key lands on the same partition whoever produces it.
     pub(crate) fn producer_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.bootstrap)
-            .set("client.id", format!("turnpike-{}", self.stage))
+        let mut c = self.client_config();
+        c.set("client.id", format!("turnpike-{}", self.stage))
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("partitioner", "murmur2_random")

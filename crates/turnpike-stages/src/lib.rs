@@ -44,8 +44,7 @@ impl Deps {
         let redis = turnpike_store::connect_redis(&endpoints.redis_url).await.map_err(StageError::from_classified)?;
         let pool =
             turnpike_store::RedisPool::connect(&endpoints.redis_url, 4).await.map_err(StageError::from_classified)?;
-        let cql =
-            Arc::new(turnpike_store::connect_cql(&endpoints.cql_nodes).await.map_err(StageError::from_classified)?);
+        let cql = Arc::new(turnpike_store::connect_cql(endpoints).await.map_err(StageError::from_classified)?);
         let transcript =
             TranscriptStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
         let sessions =

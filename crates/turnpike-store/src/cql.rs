@@ -4,7 +4,7 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
 use std::time::Duration;
-use turnpike_core::{Classify, ErrorClass};
+use turnpike_core::{Classify, Endpoints, ErrorClass};
 
 /// Errors from the stores.
 #[derive(Debug, thiserror::Error)]
@@ -40,14 +40,15 @@ impl Classify for StoreError {
     }
 }
 
-/// Connects to the CQL cluster without selecting a keyspace (migrations create it).
-pub async fn connect_cql(nodes: &[String]) -> Result<Session, StoreError> {
-    SessionBuilder::new()
-        .known_nodes(nodes)
-        .connection_timeout(Duration::from_secs(5))
-        .build()
-        .await
-        .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+/// Connects to the CQL cluster without selecting a keyspace (migrations create it), logging in when the
+/// endpoints carry credentials.
+pub async fn connect_cql(endpoints: &Endpoints) -> Result<Session, StoreError> {
+    let mut builder =
+        SessionBuilder::new().known_nodes(&endpoints.cql_nodes).connection_timeout(Duration::from_secs(5));
+    if let Some((user, password)) = &endpoints.cql_credentials {
+        builder = builder.user(user, password);
+    }
+    builder.build().await.map_err(|e| StoreError::CqlUnavailable(e.to_string()))
 }
 
 /// Prepares `cql` and marks it idempotent: every statement of the stores is an upsert or a read, so the

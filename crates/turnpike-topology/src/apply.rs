@@ -35,10 +35,14 @@ pub enum ApplyError {
     Invalid { topic: String, message: String },
 }
 
-/// Creates every missing topic, then checks partition counts of all of them.
-pub async fn apply(topology: &Topology, bootstrap: &str, timeout: Duration) -> Result<ApplyReport, ApplyError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap);
+/// Creates every missing topic, then checks partition counts of all of them. `kafka` holds the client
+/// properties (bootstrap servers, login: `Endpoints::kafka_properties`).
+pub async fn apply(
+    topology: &Topology,
+    kafka: &[(String, String)],
+    timeout: Duration,
+) -> Result<ApplyReport, ApplyError> {
+    let config: ClientConfig = kafka.iter().cloned().collect();
     let admin: AdminClient<DefaultClientContext> = config.create()?;
 
     let mut new_topics = Vec::new();
@@ -127,8 +131,12 @@ pub fn check_partitions(topology: &Topology, config: &ClientConfig, timeout: Dur
 /// Deletes every topic of `topology` that exists (missing ones are not an error). For throw-away
 /// topologies — tests and load tests on prefixed copies — so a long test run does not leave the broker
 /// holding thousands of partitions; never pointed at a production topology by Turnpike itself.
-pub async fn delete_topics(topology: &Topology, bootstrap: &str, timeout: Duration) -> Result<(), ApplyError> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+pub async fn delete_topics(
+    topology: &Topology,
+    kafka: &[(String, String)],
+    timeout: Duration,
+) -> Result<(), ApplyError> {
+    let admin: AdminClient<DefaultClientContext> = kafka.iter().cloned().collect::<ClientConfig>().create()?;
     let names: Vec<&str> = topology.topics.iter().map(|t| t.name.as_str()).collect();
     let opts = AdminOptions::new().operation_timeout(Some(timeout)).request_timeout(Some(timeout));
     for result in admin.delete_topics(&names, &opts).await? {

@@ -32,7 +32,7 @@ pub fn validate(topology: &Path, schemas: &Path, prefix: Option<&str>) -> anyhow
 
 pub async fn apply(topology: &Path, schemas: &Path, prefix: Option<&str>, endpoints: &Endpoints) -> anyhow::Result<()> {
     let topo = load_valid(topology, schemas, prefix)?;
-    let report = turnpike_topology::apply::apply(&topo, &endpoints.kafka_bootstrap, Duration::from_secs(30))
+    let report = turnpike_topology::apply::apply(&topo, &endpoints.kafka_properties(), Duration::from_secs(30))
         .await
         .with_context(|| format!("applying topology to Kafka at {}", endpoints.kafka_bootstrap))?;
     println!("topics: {} created, {} already present", report.created.len(), report.existing.len());
@@ -56,7 +56,7 @@ pub async fn register(
 }
 
 pub async fn migrate(endpoints: &Endpoints, replication: &str) -> anyhow::Result<()> {
-    let session = turnpike_store::connect_cql(&endpoints.cql_nodes)
+    let session = turnpike_store::connect_cql(endpoints)
         .await
         .with_context(|| format!("connecting to CQL at {}", endpoints.cql_nodes.join(",")))?;
     let session = Arc::new(session);

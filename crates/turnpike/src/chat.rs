@@ -25,13 +25,17 @@ pub async fn chat(
     let inbound = topo.topics.iter().find(|t| t.role == turnpike_topology::Role::Source).context("no source topic")?;
     let outbound = topo.topic_named("turnpike.replies.outbound").context("no outbound topic")?;
     let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5))?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let producer: FutureProducer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .create()?;
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let consumer: StreamConsumer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("group.id", format!("turnpike-chat-{}", uuid::Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .create()?;

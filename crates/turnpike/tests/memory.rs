@@ -48,8 +48,11 @@ struct Replies {
 
 impl Replies {
     fn new(p: &Pipeline) -> Replies {
-        let consumer: StreamConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &p.endpoints.kafka_bootstrap)
+        let consumer: StreamConsumer = p
+            .endpoints
+            .kafka_properties()
+            .into_iter()
+            .collect::<rdkafka::ClientConfig>()
             .set("group.id", unique("it-mem-reader"))
             .set("enable.auto.commit", "false")
             .create()

@@ -142,7 +142,7 @@ impl Stack {
         // idempotent) checks the topics once their metadata is there.
         let mut applied = Err(None);
         for _ in 0..3 {
-            match turnpike_topology::apply::apply(&topo, &endpoints.kafka_bootstrap, Duration::from_secs(30)).await {
+            match turnpike_topology::apply::apply(&topo, &endpoints.kafka_properties(), Duration::from_secs(30)).await {
                 Ok(_) => {
                     applied = Ok(());
                     break;
@@ -204,8 +204,8 @@ impl Stack {
             .unwrap()
             .expect("pipeline stopped with an error");
         // Many tests × 20 topics would otherwise pile up partitions on the one local broker.
-        let bootstrap = &self.endpoints.kafka_bootstrap;
-        if let Err(e) = turnpike_topology::apply::delete_topics(&self.topo, bootstrap, Duration::from_secs(30)).await {
+        let kafka = self.endpoints.kafka_properties();
+        if let Err(e) = turnpike_topology::apply::delete_topics(&self.topo, &kafka, Duration::from_secs(30)).await {
             eprintln!("could not delete the test topics: {e}");
         }
     }

@@ -7,8 +7,8 @@
 //! Needs the local stack (`deploy/local/stack.sh start && cargo run -p turnpike -- setup`) and Chromium; a
 //! missing browser fails the test with the `apt-get install` line.
 
-mod chromium;
-mod common;
+use crate::chromium;
+use crate::common;
 
 use common::{gateway_config, token, unique, Stack, HINT};
 use fantoccini::{Client, Locator};

@@ -1,7 +1,7 @@
 //! Per-connection limits on the real stack: message size and rate, idle clients, and resuming from events
 //! the gateway no longer keeps.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

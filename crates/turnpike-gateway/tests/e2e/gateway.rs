@@ -1,6 +1,6 @@
 //! The gateway on the real stack with a real pipeline: two instances, real WebSocket/SSE/HTTP clients.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::{json, Value};

@@ -1,6 +1,6 @@
 //! Retrieval quality on a labelled question set (tests/data/queries.toml, 46 customer questions over the
 //! brightwave help centre): document-level recall@1, recall@4 and MRR for plain BM25 and each added
-//! signal, printed as a table (`cargo test -p turnpike-knowledge --test ranking -- --nocapture`).
+//! signal, printed as a table (`cargo test -p turnpike-knowledge --test knowledge ranking -- --nocapture`).
 //!
 //! The floors asserted are regression guards set below the measured figures, not targets.
 

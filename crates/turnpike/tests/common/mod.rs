@@ -32,7 +32,7 @@ pub async fn isolated_topology() -> (Arc<Topology>, String) {
     base.validate(&root().join("schemas")).unwrap();
     let prefix = unique("it");
     let topo = base.prefixed(&prefix);
-    turnpike_topology::apply::apply(&topo, &Endpoints::from_env().kafka_bootstrap, Duration::from_secs(30))
+    turnpike_topology::apply::apply(&topo, &Endpoints::from_env().kafka_properties(), Duration::from_secs(30))
         .await
         .expect(HINT);
     (Arc::new(topo), prefix)
@@ -192,7 +192,7 @@ impl Pipeline {
         // Dozens of tests × 20 topics would otherwise pile up partitions on the one local broker.
         let deleted = turnpike_topology::apply::delete_topics(
             &self.topo,
-            &self.endpoints.kafka_bootstrap,
+            &self.endpoints.kafka_properties(),
             Duration::from_secs(30),
         )
         .await;
@@ -211,8 +211,9 @@ impl Drop for Pipeline {
 }
 
 pub fn producer(ep: &Endpoints) -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    ep.kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "2")
@@ -243,8 +244,10 @@ pub async fn read_until<R: Record>(
     timeout: Duration,
     done: impl Fn(&[R]) -> bool,
 ) -> Vec<(OwnedMessage, R)> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let consumer: StreamConsumer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("group.id", unique("it-reader"))
         .set("enable.auto.commit", "false")
         .create()

@@ -1,7 +1,7 @@
 //! The spine under failure: a stage process killed with SIGKILL mid-stream, and a rebalance when a second
 //! instance joins and leaves. Nothing may be lost, and no turn may get two final replies.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{HashMap, HashSet};
@@ -56,7 +56,7 @@ async fn assert_complete_and_unique(p: &Pipeline, sessions: &[String], turns: us
     for s in sessions {
         assert_eq!(finals.get(s.as_str()), Some(&(1..=turns as i64).collect::<Vec<_>>()), "finals of {s}");
     }
-    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints.cql_nodes).await.unwrap());
+    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints).await.unwrap());
     let store = TranscriptStore::new(cql, &p.endpoints.keyspace).await.unwrap();
     for s in sessions {
         let rows = store.read("acme", s).await.unwrap();

@@ -2,7 +2,7 @@
 //! LLM request, the transcript or the logs (and can be revealed from the vault), and an unsafe sentence the
 //! model produces never reaches the outbound topic.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::Arc;
@@ -121,7 +121,7 @@ async fn pii_never_reaches_the_llm_request_the_transcript_or_the_logs() {
     assert!(prompt.contains("[EMAIL_1]"), "{prompt}");
 
     // The transcript holds the masked message.
-    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints.cql_nodes).await.unwrap());
+    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints).await.unwrap());
     let store = TranscriptStore::new(cql, &p.endpoints.keyspace).await.unwrap();
     let rows = store.read("acme", &session).await.unwrap();
     assert!(rows.iter().all(|r| !r.content.contains(email) && !r.content.contains(card)), "{rows:?}");

@@ -4,7 +4,7 @@
 //! first sentence of the prompt's context containing a word, so the reply quoting the passage shows the
 //! passage really was in the prompt. A tenant without a knowledge base gets neither knowledge nor citations.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

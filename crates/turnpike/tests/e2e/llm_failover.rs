@@ -5,7 +5,7 @@
 //! a tenant over its budget is answered without any LLM call; a configured HTTP tool is called by the
 //! model once per turn and its result reaches the user.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::Duration;

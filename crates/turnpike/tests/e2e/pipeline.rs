@@ -1,6 +1,6 @@
 //! The spine end to end: all eight stages on the real stack, driven through Kafka like a client would.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::{BTreeMap, HashMap};
@@ -56,7 +56,7 @@ async fn two_hundred_sessions_of_five_turns_arrive_complete_and_in_order() {
     );
 
     // The transcript holds every user message and every reply, in order, with the streamed text.
-    let cql = std::sync::Arc::new(turnpike_store::connect_cql(&p.endpoints.cql_nodes).await.unwrap());
+    let cql = std::sync::Arc::new(turnpike_store::connect_cql(&p.endpoints).await.unwrap());
     let store = TranscriptStore::new(cql, &p.endpoints.keyspace).await.unwrap();
     for s in sessions.iter().take(50) {
         let rows = store.read(tenant, s).await.unwrap();

@@ -7,7 +7,7 @@
 //! The Python environment comes from `deploy/local/python-env.sh` (or `TURNPIKE_PYTHON`); without it the test
 //! fails and says how to create it.
 
-mod common;
+use crate::common;
 
 use common::*;
 use rdkafka::Message;

@@ -1,7 +1,7 @@
 //! A schema registry outage makes records temporarily unreadable: the pipeline must wait and retry, never
 //! dead-letter them, and carry on once the registry is back.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::atomic::{AtomicBool, Ordering};

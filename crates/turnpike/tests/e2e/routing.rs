@@ -5,7 +5,7 @@
 //! policy (forced tier) and experiments (a model for a stable share of sessions, the variant recorded on every
 //! turn) come from the tenants file.
 
-mod common;
+use crate::common;
 
 use common::*;
 use redis::AsyncCommands;

@@ -41,8 +41,8 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     let topo = topology();
     let topic = &topo.topic("turnpike.turns.inbound").unwrap().name;
     // Topics are created idempotently: a second apply creates nothing and finds every topic in place.
-    turnpike_topology::apply::apply(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await.expect(HINT);
-    let again = turnpike_topology::apply::apply(&topo, &ep.kafka_bootstrap, Duration::from_secs(30)).await.unwrap();
+    turnpike_topology::apply::apply(&topo, &ep.kafka_properties(), Duration::from_secs(30)).await.expect(HINT);
+    let again = turnpike_topology::apply::apply(&topo, &ep.kafka_properties(), Duration::from_secs(30)).await.unwrap();
     assert!(again.created.is_empty(), "second apply created {:?}", again.created);
     assert_eq!(again.existing.len(), topo.topics.len());
 
@@ -68,8 +68,10 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     let registered = registry.schema_by_id(id).await.unwrap();
     assert!(registered.contains("InboundTurn"), "{registered}");
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let producer: FutureProducer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .create()
@@ -81,8 +83,10 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
         .expect(HINT);
     let (partition, offset) = (delivery.partition, delivery.offset);
 
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &ep.kafka_bootstrap)
+    let consumer: BaseConsumer = ep
+        .kafka_properties()
+        .into_iter()
+        .collect::<ClientConfig>()
         .set("group.id", unique("it-roundtrip"))
         .set("enable.auto.commit", "false")
         .create()
@@ -191,7 +195,7 @@ async fn schemas_register_idempotently_with_backward_compatibility() {
 #[tokio::test]
 async fn transcript_rows_are_written_idempotently_and_read_in_order() {
     let ep = endpoints();
-    let session = Arc::new(turnpike_store::connect_cql(&ep.cql_nodes).await.expect(HINT));
+    let session = Arc::new(turnpike_store::connect_cql(&ep).await.expect(HINT));
     let replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}";
     turnpike_store::migrate(&session, &ep.keyspace, replication).await.unwrap();
     let second = turnpike_store::migrate(&session, &ep.keyspace, replication).await.unwrap();
@@ -265,4 +269,50 @@ fn validate_command_rejects_a_broken_topology_with_a_clear_message() {
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stdout).contains("is valid: 20 topics, 9 stages"));
+}
+
+/// Secure by default: the project's own stack authenticates every client. Kafka, Cassandra and Redis accept
+/// our login and refuse a client without one or with a wrong password.
+#[tokio::test]
+async fn kafka_cassandra_and_redis_refuse_clients_that_do_not_log_in() {
+    let ep = endpoints();
+    let env_hint = "no credentials in the environment: `eval \"$(deploy/local/stack.sh env)\"`";
+
+    // Kafka (SASL/PLAIN): a metadata request with each set of client properties.
+    let login = ep.kafka_login.clone().expect(env_hint);
+    let metadata = |props: Vec<(String, String)>| {
+        tokio::task::spawn_blocking(move || {
+            let client: BaseConsumer = props.into_iter().collect::<ClientConfig>().create().unwrap();
+            client.fetch_metadata(None, Duration::from_secs(5)).map(|m| m.brokers().len()).map_err(|e| e.to_string())
+        })
+    };
+    let anonymous = Endpoints { kafka_login: None, ..ep.clone() };
+    let mut wrong = login.clone();
+    wrong.password.push('x');
+    let wrong_password = Endpoints { kafka_login: Some(wrong), ..ep.clone() };
+    assert_eq!(metadata(ep.kafka_properties()).await.unwrap(), Ok(1), "{HINT}");
+    assert!(metadata(anonymous.kafka_properties()).await.unwrap().is_err(), "Kafka answered a client without a login");
+    let refused = metadata(wrong_password.kafka_properties()).await.unwrap();
+    assert!(refused.is_err(), "Kafka answered a wrong password: {refused:?}");
+
+    // Cassandra (PasswordAuthenticator).
+    let (role, password) = ep.cql_credentials.clone().expect(env_hint);
+    turnpike_store::connect_cql(&ep).await.expect(HINT);
+    let anonymous = Endpoints { cql_credentials: None, ..ep.clone() };
+    let anonymous =
+        turnpike_store::connect_cql(&anonymous).await.expect_err("Cassandra let in a client without a login");
+    assert!(anonymous.to_string().to_lowercase().contains("auth"), "{anonymous}");
+    let wrong = Endpoints { cql_credentials: Some((role, format!("{password}x"))), ..ep.clone() };
+    assert!(turnpike_store::connect_cql(&wrong).await.is_err(), "Cassandra let in a wrong password");
+
+    // Redis (requirepass): the URL without its password gets NOAUTH for every command.
+    let (_, host) = ep.redis_url.split_once('@').expect(env_hint);
+    let client = redis::Client::open(format!("redis://{host}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.expect(HINT);
+    let err =
+        redis::cmd("PING").query_async::<String>(&mut conn).await.expect_err("Redis answered a client without a login");
+    assert!(err.to_string().contains("NOAUTH"), "{err}");
+    let mut ours = turnpike_store::connect_redis(&ep.redis_url).await.expect(HINT);
+    let pong: String = redis::cmd("PING").query_async(&mut ours).await.unwrap();
+    assert_eq!(pong, "PONG");
 }
