@@ -13,9 +13,12 @@
 //! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
 //! ends the reply with an explicit incomplete notice, `finish_reason = "incomplete"`, and a handoff request.
 //! The same holds across crashes: a Redis counter per turn records how many chunks carrying model text
-//! (DELTAs, and a FINAL with the last words) were emitted; a redelivered prompt whose counter is non-zero
-//! is *not* regenerated (a new generation would differ from what the user already saw) but ended with the
-//! incomplete notice, numbered after the last chunk.
+//! (DELTAs, and a FINAL with the last words after them) were emitted; a redelivered prompt whose counter is
+//! non-zero is *not* regenerated (a new generation would differ from what the user already saw) but ended
+//! with the incomplete notice, numbered after the last chunk. A reply that leaves as a single FINAL (chunk
+//! 0) is not counted: redelivered, it is answered again, and deliver, which publishes one FINAL per turn,
+//! drops the second answer when the first reached it. Counting it would cost a Redis round trip per turn
+//! and turn a crash between the count and the emit into a notice and a handoff for a reply nobody saw.
 //! Refused, handed-off and human-owned turns are answered without calling the LLM.
 //!
 //! The LLM call goes through the tier's failover chain ([`turnpike_llm::Chain`], configured by
@@ -281,12 +284,14 @@ impl Stage for Generate {
         }
         let finish = finish.unwrap_or_else(|| "stop".into());
         self.check_confidence(&p, &chunks.tier, &shown, &finish).await;
-        // The last words ride in the FINAL (one record fewer on each of the three reply topics per turn),
-        // counted like a DELTA so a redelivered prompt ends with the notice instead of answering again.
+        // The last words ride in the FINAL (one record fewer on each of the three reply topics per turn).
+        // After DELTAs they are counted like one, so a redelivered prompt ends with the notice instead of
+        // answering again. A reply that is this FINAL alone is not counted (see the module comment).
         let generated = !buf.is_empty();
+        let whole_reply = chunks.next == 0;
         let mut fin = chunks.make(ChunkKind::Final, buf);
         fin.generated = generated;
-        if generated {
+        if generated && !whole_reply {
             chunks.count().await?;
         }
         fin.finish_reason = Some(finish);

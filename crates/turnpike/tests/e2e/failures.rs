@@ -274,3 +274,68 @@ async fn a_final_reaching_deliver_twice_is_published_once() {
     assert_eq!(finals, want);
     p.stop().await;
 }
+
+/// A prompt whose reply left as a single FINAL reaches generate again (a crash before its offset was
+/// stored): it is answered again, not ended with an incomplete notice and a handoff, and the user still
+/// gets one FINAL per turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prompt_answered_in_one_final_and_redelivered_is_answered_again_and_published_once() {
+    use rdkafka::Message;
+    use turnpike_schemas::{ChunkKind, ReplyChunk, RoutedPrompt};
+    const SESSIONS: usize = 8;
+    // One short sentence per reply: it arrives whole and leaves as a single FINAL (when the mock's stream
+    // reaches generate in pieces it may still leave as a DELTA and a FINAL; such turns are not redelivered).
+    let p = Pipeline::start_with(MockConfig { reply_tokens: 5, ..MockConfig::instant() }).await;
+    let sessions: Vec<String> = (0..SESSIONS).map(|i| format!("rg{i}:{}", unique("c"))).collect();
+    send_sessions(&p, &sessions, 1).await;
+    let first = count_finals(&p, SESSIONS, Duration::from_secs(60)).await;
+    let chunks_topic = p.topic("turnpike.replies.chunks");
+    let read_chunks = |finals: usize| {
+        read_until::<ReplyChunk>(&p.endpoints, &p.codec, &chunks_topic, 6, Duration::from_secs(60), move |rs| {
+            rs.iter().filter(|c| c.kind == ChunkKind::Final).count() >= finals
+        })
+    };
+    let of_turn = |chunks: &[(rdkafka::message::OwnedMessage, ReplyChunk)], turn: &str| -> Vec<ReplyChunk> {
+        chunks.iter().map(|(_, c)| c.clone()).filter(|c| c.turn_id == turn).collect()
+    };
+    let before = read_chunks(SESSIONS).await;
+    let whole: Vec<String> = first
+        .iter()
+        .filter(|r| r.kind == OutboundKind::Final)
+        .map(|r| r.turn_id.clone())
+        .filter(|t| matches!(of_turn(&before, t).as_slice(), [c] if c.chunk_index == 0 && c.generated))
+        .collect();
+    assert!(!whole.is_empty(), "no reply left as a single FINAL: {before:?}");
+
+    // The redelivery: those turns' routed prompts, their very bytes, again on generate's input.
+    let routed = p.topic("turnpike.prompts.routed");
+    let prompts = read_until::<RoutedPrompt>(&p.endpoints, &p.codec, &routed, 6, Duration::from_secs(30), |r| {
+        r.len() >= SESSIONS
+    })
+    .await;
+    for (raw, _) in prompts.iter().filter(|(_, pr)| whole.contains(&pr.turn_id)) {
+        p.send_raw(&routed, raw.key().unwrap(), raw.payload().unwrap()).await;
+    }
+
+    // generate answered each of them again, in one FINAL numbered 0 with the model's words.
+    let after = read_chunks(SESSIONS + whole.len()).await;
+    for t in &whole {
+        let finals = of_turn(&after, t);
+        assert_eq!(finals.len(), 2, "{finals:?}");
+        for c in &finals {
+            assert_eq!((c.kind, c.chunk_index, c.generated), (ChunkKind::Final, 0, true), "{c:?}");
+            assert_ne!(c.finish_reason.as_deref(), Some("incomplete"), "{c:?}");
+        }
+    }
+
+    // deliver published one FINAL per turn: the first answer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let replies = count_finals(&p, usize::MAX, Duration::from_secs(3)).await;
+    let published: Vec<&OutboundReply> = replies.iter().filter(|r| r.kind == OutboundKind::Final).collect();
+    assert_eq!(published.len(), SESSIONS, "{published:?}");
+    for r in published {
+        let answer = first.iter().find(|f| f.kind == OutboundKind::Final && f.turn_id == r.turn_id).unwrap();
+        assert_eq!((&r.text, r.finish_reason.as_deref()), (&answer.text, Some("stop")));
+    }
+    p.stop().await;
+}
