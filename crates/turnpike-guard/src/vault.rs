@@ -70,7 +70,13 @@ impl RedisVault {
     pub async fn connect(url: &str, ttl_secs: i64) -> Result<Self, VaultError> {
         let err = |e: redis::RedisError| VaultError::Backend(e.to_string());
         let client = redis::Client::open(url).map_err(err)?;
-        let conn = redis::aio::ConnectionManager::new(client).await.map_err(err)?;
+        // The crate's default response timeout (500 ms) is shorter than a busy stage's own queueing: under a
+        // load burst the vault then timed out while Redis was fine, and guard-in retried whole turns. 5 s,
+        // as every other Redis client of the pipeline.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)));
+        let conn = client.get_connection_manager_with_config(config).await.map_err(err)?;
         Ok(RedisVault { conn, ttl_secs })
     }
 
