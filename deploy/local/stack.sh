@@ -407,16 +407,23 @@ cql_as() { # $1 = role, $2 = password, rest = statements ("-": from stdin); cred
 # (cassandra/cassandra, made at once thanks to superuser_setup_delay_ms=0) exists: it makes our role, which
 # then takes the built-in one's login away (a well-known password must not open the database).
 cassandra_ready() {
-  local pw rc=0
+  local pw rc=0 locked="$DATA/cassandra/.builtin-superuser-locked"
   pw=$(secret cassandra)
   cql_as turnpike "$pw" "SELECT release_version FROM system.local" >/dev/null 2>&1 || rc=$?
-  [ "$rc" -eq 0 ] && return 0
-  [ "$rc" -eq 3 ] || return 1
-  printf "CREATE ROLE IF NOT EXISTS turnpike WITH PASSWORD = '%s' AND LOGIN = true AND SUPERUSER = true\n" "$pw" \
-    | cql_as cassandra cassandra - >/dev/null 2>&1 || return 1
-  printf "ALTER ROLE cassandra WITH PASSWORD = '%s' AND LOGIN = false\n" "$(secret cassandra-builtin)" \
-    | cql_as turnpike "$pw" - >/dev/null 2>&1 || return 1
-  log "cassandra: role turnpike created, built-in superuser locked"
+  if [ "$rc" -eq 3 ]; then
+    printf "CREATE ROLE IF NOT EXISTS turnpike WITH PASSWORD = '%s' AND LOGIN = true AND SUPERUSER = true\n" "$pw" \
+      | cql_as cassandra cassandra - >/dev/null 2>&1 || return 1
+    log "cassandra: role turnpike created"
+    return 1 # ready once it logs in (next probe)
+  fi
+  [ "$rc" -eq 0 ] || return 1
+  # Also after a start that died between the two steps: the data folder's marker says it was done.
+  if [ ! -f "$locked" ]; then
+    printf "ALTER ROLE cassandra WITH PASSWORD = '%s' AND LOGIN = false\n" "$(secret cassandra-builtin)" \
+      | cql_as turnpike "$pw" - >/dev/null 2>&1 || return 1
+    touch "$locked"
+    log "cassandra: built-in superuser locked"
+  fi
 }
 
 probe() { # real readiness check of $1; quiet

@@ -130,7 +130,6 @@ impl RunnerConfig {
     pub(crate) fn consumer_config(&self) -> ClientConfig {
         let mut c = self.client_config();
         c.set("group.id", &self.group_id)
-            .set("group.id", &self.group_id)
             .set("client.id", format!("turnpike-{}", self.stage))
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")

@@ -304,6 +304,11 @@ async fn kafka_cassandra_and_redis_refuse_clients_that_do_not_log_in() {
     assert!(anonymous.to_string().to_lowercase().contains("auth"), "{anonymous}");
     let wrong = Endpoints { cql_credentials: Some((role, format!("{password}x"))), ..ep.clone() };
     assert!(turnpike_store::connect_cql(&wrong).await.is_err(), "Cassandra let in a wrong password");
+    let builtin = Endpoints { cql_credentials: Some(("cassandra".into(), "cassandra".into())), ..ep.clone() };
+    assert!(
+        turnpike_store::connect_cql(&builtin).await.is_err(),
+        "the built-in superuser's well-known password still opens Cassandra"
+    );
 
     // Redis (requirepass): the URL without its password gets NOAUTH for every command.
     let (_, host) = ep.redis_url.split_once('@').expect(env_hint);
