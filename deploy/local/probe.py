@@ -158,8 +158,20 @@ def _cql_frame(opcode, stream, body):
 
 def _cql_read(sock):
     hdr = _recv_exact(sock, 9)
-    _ver, _flags, _stream, opcode, length = struct.unpack(">BBhBi", hdr)
-    return opcode, Reader(_recv_exact(sock, length))
+    _ver, flags, _stream, opcode, length = struct.unpack(">BBhBi", hdr)
+    r = Reader(_recv_exact(sock, length))
+    # Optional parts before the message body, in the protocol's order: tracing id, warnings (e.g. an
+    # aggregate without a partition key), custom payload. Skipped, or the body would be read from them.
+    if flags & 0x02:
+        r.take(16)
+    if flags & 0x08:
+        for _ in range(r.u16()):
+            print("cql warning: " + r.cstr(), file=sys.stderr)
+    if flags & 0x04:
+        for _ in range(r.u16()):
+            r.cstr()
+            r.cbytes()
+    return opcode, r
 
 
 def _cql_type(r):
