@@ -376,24 +376,18 @@ port_owner() { # pid listening on TCP port $1, if ss can tell
 
 rss_mib() { awk '/^VmRSS:/ { printf "%d", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || printf '-'; }
 
-# PING as our clients do: authenticated (REDISCLI_AUTH keeps the password off the command line).
+# PING as our clients do, authenticated (REDISCLI_AUTH keeps the password off the command line); with
+# `open`, without a password: a Redis on our port that answers that way is not ours (ours demands one).
 redis_ping() {
-  local pw
-  pw=$(secret redis)
+  local pw=""
+  [ "${1:-}" = open ] || pw=$(secret redis)
   if command -v redis-cli >/dev/null 2>&1; then
-    [ "$(REDISCLI_AUTH=$pw timeout 3 redis-cli --no-auth-warning -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
+    [ "$( (if [ -n "$pw" ]; then export REDISCLI_AUTH=$pw; fi
+      timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" ping) 2>/dev/null)" = PONG ]
   else
-    PW=$pw timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$REDIS_PORT; printf 'AUTH %s\r\nPING\r\n' \"\$PW\" >&3;
-      read -r a <&3; read -r l <&3; [[ \$a == +OK* && \$l == +PONG* ]]" 2>/dev/null
-  fi
-}
-
-# A Redis on our port that answers without a password is not ours (ours always demands one).
-redis_open_ping() {
-  if command -v redis-cli >/dev/null 2>&1; then
-    [ "$(timeout 3 redis-cli -h "$HOST" -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
-  else
-    timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$REDIS_PORT; printf 'PING\r\n' >&3; read -r l <&3; [[ \$l == +PONG* ]]" 2>/dev/null
+    PW=$pw timeout 3 bash -c "exec 3<>/dev/tcp/$HOST/$REDIS_PORT; [ -z \"\$PW\" ] || printf 'AUTH %s\r\n' \"\$PW\" >&3;
+      printf 'PING\r\n' >&3; [ -z \"\$PW\" ] || { read -r a <&3; [[ \$a == +OK* ]] || exit 1; };
+      read -r l <&3; [[ \$l == +PONG* ]]" 2>/dev/null
   fi
 }
 
@@ -555,7 +549,7 @@ cmd_start() {
     if port_open "${PORT[$svc]}"; then
       # Reused only when it demands this stack's password: a Redis open to anyone would leave the clients'
       # password unchecked (or refuse it).
-      if [ "$svc" = redis ] && redis_ping && ! redis_open_ping; then
+      if [ "$svc" = redis ] && redis_ping && ! redis_ping open; then
         log "redis already answers on $HOST:$REDIS_PORT (not started by this script): reusing it, not managing it"
         STARTED_AT[$svc]=$(now)
         continue

@@ -62,7 +62,8 @@ impl Default for Endpoints {
     }
 }
 
-/// Redacts the Redis password, so a logged `{:?}` never shows it.
+/// Shows the Kafka and CQL user names but no password (Redis's is redacted from its URL), so a logged `{:?}`
+/// never leaks one.
 impl std::fmt::Debug for Endpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoints")
