@@ -89,9 +89,9 @@ def main() -> int:
     failures = assembler_self_check()
     run = uuid.uuid4().hex[:10]
     sessions = {"A": f"pyuser1:{run}", "B": f"pyuser2:{run}"}
-    # The registry client waits forever by default; 10 s per request (it retries 3 times).
-    registry = SchemaRegistryClient({"url": args.registry, "timeout": 10})
-    # The broker's login (SASL) comes from the environment, as for Turnpike's own clients.
+    # The registry client waits forever by default; 10 s per request (it retries 3 times). The logins to
+    # the registry (HTTP basic) and the broker (SASL) come from the environment, as for Turnpike's clients.
+    registry = SchemaRegistryClient({"url": args.registry, "timeout": 10, **tc.registry_login_from_env()})
     login = tc.kafka_login_from_env()
     producer = tc.TurnProducer(args.bootstrap, registry, args.tenant, topic=args.inbound, config=login)
     partitions = len(producer.producer.list_topics(args.inbound, timeout=10).topics[args.inbound].partitions)

@@ -65,6 +65,16 @@ def kafka_login_from_env() -> Dict[str, Any]:
     }
 
 
+def registry_login_from_env() -> Dict[str, Any]:
+    """The schema registry login Turnpike's own clients use (HTTP basic), from
+    TURNPIKE_SCHEMA_REGISTRY_USERNAME / TURNPIKE_SCHEMA_REGISTRY_PASSWORD; {} when no user is set. Merge it
+    into the SchemaRegistryClient configuration."""
+    user = os.environ.get("TURNPIKE_SCHEMA_REGISTRY_USERNAME", "").strip()
+    if not user:
+        return {}
+    return {"basic.auth.user.info": f"{user}:{os.environ.get('TURNPIKE_SCHEMA_REGISTRY_PASSWORD', '')}"}
+
+
 def load_schema(name: str, schemas_dir: pathlib.Path = SCHEMAS_DIR) -> str:
     """The text of schemas/<name>.avsc."""
     return (schemas_dir / f"{name}.avsc").read_text(encoding="utf-8")

@@ -11,12 +11,15 @@
                                            server asks (environment, to keep them off `ps`);
                                            a STATEMENT of "-" reads statements from stdin, one
                                            per line (for statements that hold secrets)
-  probe.py http-ok URL                     exit 0 iff GET URL returns 200
+  probe.py http-ok URL                     exit 0 iff GET URL returns 200; logs in (HTTP basic)
+                                           with TURNPIKE_SCHEMA_REGISTRY_USERNAME /
+                                           TURNPIKE_SCHEMA_REGISTRY_PASSWORD when they are set
 
 No third-party packages: it must run on a fresh machine before anything is installed.
 Exit status: 0 on success, 1 on a server-side error, 2 on a connection/protocol failure, 3 when the
 CQL login is refused.
 """
+import base64
 import os
 import socket
 import struct
@@ -288,7 +291,12 @@ def cql(addr, statements):
 
 
 def http_ok(url):
-    with urllib.request.urlopen(url, timeout=TIMEOUT) as resp:
+    req = urllib.request.Request(url)
+    user = os.environ.get("TURNPIKE_SCHEMA_REGISTRY_USERNAME")
+    if user:
+        pair = f"{user}:{os.environ.get('TURNPIKE_SCHEMA_REGISTRY_PASSWORD', '')}".encode()
+        req.add_header("Authorization", "Basic " + base64.b64encode(pair).decode())
+    with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
         return 0 if resp.status == 200 else 1
 
 

@@ -236,6 +236,17 @@ EOF
   )
   chmod 600 "$CONF/kafka.properties" # umask only applies to a new file
 
+  # Clients log in to the registry with HTTP basic (user turnpike); Apicurio's build enables Quarkus's
+  # embedded user realm, so users are configuration. Mode 0600: it holds the password.
+  (umask 077 && cat >"$CONF/apicurio.properties" <<EOF
+quarkus.http.auth.basic=true
+quarkus.security.users.embedded.plain-text=true
+quarkus.security.users.embedded.users.turnpike=$(secret registry)
+quarkus.security.users.embedded.roles.turnpike=sr-admin
+EOF
+  )
+  chmod 600 "$CONF/apicurio.properties"
+
   cat >"$CONF/kafka-log4j2.properties" <<'EOF'
 appender.out.type = Console
 appender.out.name = OUT
@@ -426,10 +437,8 @@ probe() { # real readiness check of $1; quiet
     kafka) TURNPIKE_KAFKA_USERNAME=turnpike TURNPIKE_KAFKA_PASSWORD=$(secret kafka) \
       "$PYTHON" "$PROBE" kafka-topics "$HOST:$KAFKA_PORT" >/dev/null 2>&1 ;;
     cassandra) cassandra_ready ;;
-    apicurio)
-      if command -v curl >/dev/null 2>&1; then curl -sf -o /dev/null --max-time 3 "$REGISTRY_API/subjects"
-      else "$PYTHON" "$PROBE" http-ok "$REGISTRY_API/subjects" >/dev/null 2>&1
-      fi ;;
+    apicurio) TURNPIKE_SCHEMA_REGISTRY_USERNAME=turnpike TURNPIKE_SCHEMA_REGISTRY_PASSWORD=$(secret registry) \
+      "$PYTHON" "$PROBE" http-ok "$REGISTRY_API/subjects" >/dev/null 2>&1 ;;
   esac
 }
 
@@ -500,7 +509,8 @@ start_apicurio() {
     -Dapicurio.datasource.url="jdbc:h2:file:$DATA/apicurio/registry" \
     -Dapicurio.datasource.jdbc.initial-size=2 -Dapicurio.datasource.jdbc.min-size=2 \
     -Dapicurio.datasource.jdbc.max-size=20 \
-    -Dapicurio.rules.global.compatibility=BACKWARD ${TURNPIKE_REGISTRY_OPTS:-} \
+    -Dapicurio.rules.global.compatibility=BACKWARD -Dquarkus.config.locations="file:$CONF/apicurio.properties" \
+    ${TURNPIKE_REGISTRY_OPTS:-} \
     -jar "$APICURIO_HOME/quarkus-run.jar"
 }
 
@@ -653,6 +663,8 @@ export TURNPIKE_CQL_NODES=$HOST:$CQL_PORT
 export TURNPIKE_CQL_USERNAME=turnpike
 export TURNPIKE_CQL_PASSWORD=$(secret cassandra)
 export TURNPIKE_SCHEMA_REGISTRY_URL=$REGISTRY_API
+export TURNPIKE_SCHEMA_REGISTRY_USERNAME=turnpike
+export TURNPIKE_SCHEMA_REGISTRY_PASSWORD=$(secret registry)
 export TURNPIKE_REDIS_URL=redis://:$(secret redis)@$HOST:$REDIS_PORT
 EOF
 }

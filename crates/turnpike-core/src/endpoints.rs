@@ -17,6 +17,10 @@ pub const ENV_KAFKA_SECURITY_PROTOCOL: &str = "TURNPIKE_KAFKA_SECURITY_PROTOCOL"
 pub const ENV_CQL: &str = "TURNPIKE_CQL_NODES";
 /// Base URL of the Confluent-compatible schema registry API (for Apicurio: `.../apis/ccompat/v7`).
 pub const ENV_REGISTRY: &str = "TURNPIKE_SCHEMA_REGISTRY_URL";
+/// Schema registry user (HTTP basic authentication); unset = no login.
+pub const ENV_REGISTRY_USERNAME: &str = "TURNPIKE_SCHEMA_REGISTRY_USERNAME";
+/// Password of [`ENV_REGISTRY_USERNAME`].
+pub const ENV_REGISTRY_PASSWORD: &str = "TURNPIKE_SCHEMA_REGISTRY_PASSWORD";
 /// Redis URL (`redis://[:password@]host:port[/db]`).
 pub const ENV_REDIS: &str = "TURNPIKE_REDIS_URL";
 /// CQL keyspace holding transcripts, sessions and tickets.
@@ -44,6 +48,9 @@ pub struct Endpoints {
     pub cql_credentials: Option<(String, String)>,
     /// Confluent-compatible schema registry base URL, without a trailing slash.
     pub schema_registry_url: String,
+    /// Schema registry login (HTTP basic), when the registry authenticates clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_login: Option<BasicLogin>,
     /// Redis URL. May carry a password: never log it as is (see [`Endpoints::redacted_redis_url`]).
     pub redis_url: String,
 }
@@ -57,12 +64,13 @@ impl Default for Endpoints {
             keyspace: "turnpike".into(),
             cql_credentials: None,
             schema_registry_url: "http://127.0.0.1:8081/apis/ccompat/v7".into(),
+            registry_login: None,
             redis_url: "redis://127.0.0.1:6379".into(),
         }
     }
 }
 
-/// Shows the Kafka and CQL user names but no password (Redis's is redacted from its URL), so a logged `{:?}`
+/// Shows the Kafka, CQL and registry user names but no password (Redis's is redacted from its URL), so a logged `{:?}`
 /// never leaks one.
 impl std::fmt::Debug for Endpoints {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,6 +81,7 @@ impl std::fmt::Debug for Endpoints {
             .field("keyspace", &self.keyspace)
             .field("cql_username", &self.cql_credentials.as_ref().map(|(user, _)| user))
             .field("schema_registry_url", &self.schema_registry_url)
+            .field("registry_username", &self.registry_login.as_ref().map(|l| &l.username))
             .field("redis_url", &self.redacted_redis_url())
             .finish()
     }
@@ -110,6 +119,9 @@ impl Endpoints {
         }
         if let Some(v) = get(ENV_REGISTRY) {
             e.schema_registry_url = v.trim_end_matches('/').to_string();
+        }
+        if let Some(username) = get(ENV_REGISTRY_USERNAME) {
+            e.registry_login = Some(BasicLogin { username, password: get(ENV_REGISTRY_PASSWORD).unwrap_or_default() });
         }
         if let Some(v) = get(ENV_REDIS) {
             e.redis_url = v;
@@ -172,6 +184,21 @@ impl std::fmt::Debug for KafkaLogin {
     }
 }
 
+/// A user name and password for HTTP basic authentication (the schema registry's).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicLogin {
+    pub username: String,
+    pub password: String,
+}
+
+/// Without the password.
+impl std::fmt::Debug for BasicLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicLogin").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 /// Replaces the user-info part of a URL (`scheme://user:secret@host`) with `***`.
 pub fn redact_url_password(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -192,9 +219,13 @@ mod tests {
             ENV_KAFKA => Some("  ".into()),
             ENV_CQL_USERNAME => Some("turnpike".into()),
             ENV_CQL_PASSWORD => Some("pw".into()),
+            ENV_REGISTRY_USERNAME => Some("reg".into()),
+            ENV_REGISTRY_PASSWORD => Some("rpw".into()),
             _ => None,
         });
         assert_eq!(e.cql_credentials, Some(("turnpike".into(), "pw".into())));
+        assert_eq!(e.registry_login, Some(BasicLogin { username: "reg".into(), password: "rpw".into() }));
+        assert_eq!(Endpoints::from_lookup(|_| None).registry_login, None, "no user, no registry login");
         assert_eq!(e.kafka_properties(), vec![("bootstrap.servers".into(), Endpoints::default().kafka_bootstrap)]);
         assert_eq!(Endpoints::from_lookup(|_| None).cql_credentials, None, "no role, no login");
         assert_eq!(e.cql_nodes, vec!["10.0.0.1:9042", "10.0.0.2:9042"]);
@@ -209,6 +240,7 @@ mod tests {
         let e = Endpoints {
             redis_url: "redis://:s3cret@h:6379".into(),
             cql_credentials: Some(("turnpike".into(), "s3cret".into())),
+            registry_login: Some(BasicLogin { username: "reg".into(), password: "s3cret".into() }),
             ..Endpoints::default()
         };
         assert!(!format!("{e:?}").contains("s3cret"), "{e:?}");

@@ -8,6 +8,6 @@ pub mod endpoints;
 pub mod error;
 pub mod tenants;
 
-pub use endpoints::{Endpoints, KafkaLogin};
+pub use endpoints::{BasicLogin, Endpoints, KafkaLogin};
 pub use error::{Classify, ErrorClass};
 pub use tenants::{PerTenant, TenantsConfig};

@@ -73,11 +73,11 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    /// `kafka`: the client properties (bootstrap servers, login: `Endpoints::kafka_properties`).
-    pub fn new(kafka: &[(String, String)], registry_url: &str, topic: String) -> Result<Inbound, String> {
-        let producer = kafka
-            .iter()
-            .cloned()
+    /// A producer to `topic` with the brokers, registry and logins of `endpoints`.
+    pub fn new(endpoints: &turnpike_core::Endpoints, topic: String) -> Result<Inbound, String> {
+        let producer = endpoints
+            .kafka_properties()
+            .into_iter()
             .collect::<ClientConfig>()
             .set("client.id", "turnpike-gateway")
             .set("enable.idempotence", "true")
@@ -89,7 +89,9 @@ impl Inbound {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| e.to_string())?;
-        let codec = Codec::new(registry_url, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let codec =
+            Codec::new(&endpoints.schema_registry_url, endpoints.registry_login.as_ref(), Duration::from_secs(5))
+                .map_err(|e| e.to_string())?;
         Ok(Inbound { producer, codec, topic })
     }
 

@@ -187,8 +187,7 @@ pub async fn start(
     let stop = shutdown.child_token();
     let hub =
         hub::Hub::start(&endpoints.redis_url, stop.clone()).await.map_err(|e| GatewayError::Redis(e.to_string()))?;
-    let inbound = ingress::Inbound::new(&endpoints.kafka_properties(), &endpoints.schema_registry_url, inbound_topic)
-        .map_err(GatewayError::Kafka)?;
+    let inbound = ingress::Inbound::new(&endpoints, inbound_topic).map_err(GatewayError::Kafka)?;
     let app = Arc::new(App {
         limiter: limiter::Limiter::new(pool.clone()),
         cfg: config,

@@ -224,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let pipe = tokio::spawn(pipeline::run_all(topo.clone(), ep.clone(), deps, llm, tuning, shutdown.clone()));
 
-    let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5))?;
+    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5))?;
     let timing = Arc::new(Mutex::new(Timing::default()));
     let finals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 

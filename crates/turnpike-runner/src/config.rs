@@ -26,6 +26,8 @@ pub struct RunnerConfig {
     pub kafka_login: Option<turnpike_core::KafkaLogin>,
     /// Schema registry base URL.
     pub registry_url: String,
+    /// Schema registry login (its Debug form hides the password).
+    pub registry_login: Option<turnpike_core::BasicLogin>,
     /// Messages received but not finished per partition before the partition is paused.
     pub max_in_flight_per_partition: usize,
     /// How long a revoke or shutdown waits for in-flight work before giving up on it (it is then
@@ -95,6 +97,7 @@ impl RunnerConfig {
             bootstrap: endpoints.kafka_bootstrap.clone(),
             kafka_login: endpoints.kafka_login.clone(),
             registry_url: endpoints.schema_registry_url.clone(),
+            registry_login: endpoints.registry_login.clone(),
             max_in_flight_per_partition: 512,
             drain_timeout: Duration::from_secs(10),
             session_timeout: Duration::from_secs(30),

@@ -93,7 +93,7 @@ pub async fn run_with<S: Stage>(
 ) -> Result<(), RunnerError> {
     cfg.check()?;
     stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
-    let codec = Codec::new(&cfg.registry_url, Duration::from_secs(5))?;
+    let codec = Codec::new(&cfg.registry_url, cfg.registry_login.as_ref(), Duration::from_secs(5))?;
     let producer: FutureProducer = match shared {
         Some(SharedProducer(p)) => p,
         None => cfg.producer_config().create()?,

@@ -143,12 +143,15 @@ pub struct Codec {
 }
 
 impl Codec {
-    /// A codec talking to the Confluent-compatible registry at `url` (e.g. `.../apis/ccompat/v7`).
-    pub fn new(url: &str, timeout: Duration) -> Result<Codec, CodecError> {
-        let settings = SrSettings::new_builder(url.trim_end_matches('/').to_string())
-            .set_timeout(timeout)
-            .build()
-            .map_err(|e| CodecError::RegistryUnavailable(e.to_string()))?;
+    /// A codec talking to the Confluent-compatible registry at `url` (e.g. `.../apis/ccompat/v7`), logging
+    /// in with `login` (HTTP basic) when given.
+    pub fn new(url: &str, login: Option<&turnpike_core::BasicLogin>, timeout: Duration) -> Result<Codec, CodecError> {
+        let mut settings = SrSettings::new_builder(url.trim_end_matches('/').to_string());
+        settings.set_timeout(timeout);
+        if let Some(l) = login {
+            settings.set_basic_authorization(&l.username, Some(&l.password));
+        }
+        let settings = settings.build().map_err(|e| CodecError::RegistryUnavailable(e.to_string()))?;
         Ok(Codec {
             encoder: Arc::new(AvroEncoder::new(settings.clone())),
             decoder: Arc::new(AvroDecoder::new(settings)),

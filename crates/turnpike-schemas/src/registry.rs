@@ -49,6 +49,7 @@ impl Classify for RegistryError {
 pub struct RegistryClient {
     base: String,
     http: reqwest::Client,
+    login: Option<turnpike_core::BasicLogin>,
 }
 
 #[derive(Deserialize)]
@@ -57,16 +58,25 @@ struct IdResponse {
 }
 
 impl RegistryClient {
-    /// A client for the registry API rooted at `base` (for Apicurio: `.../apis/ccompat/v7`).
-    pub fn new(base: &str, timeout: Duration) -> Result<RegistryClient, RegistryError> {
+    /// A client for the registry API rooted at `base` (for Apicurio: `.../apis/ccompat/v7`), logging in
+    /// with `login` (HTTP basic) when given.
+    pub fn new(
+        base: &str,
+        login: Option<&turnpike_core::BasicLogin>,
+        timeout: Duration,
+    ) -> Result<RegistryClient, RegistryError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
             .map_err(|e| RegistryError::Unavailable { url: base.to_string(), detail: e.to_string() })?;
-        Ok(RegistryClient { base: base.trim_end_matches('/').to_string(), http })
+        Ok(RegistryClient { base: base.trim_end_matches('/').to_string(), http, login: login.cloned() })
     }
 
     async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, RegistryError> {
+        let req = match &self.login {
+            Some(l) => req.basic_auth(&l.username, Some(&l.password)),
+            None => req,
+        };
         let resp = req
             .header("Content-Type", CONTENT_TYPE)
             .header("Accept", CONTENT_TYPE)

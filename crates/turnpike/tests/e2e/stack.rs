@@ -46,7 +46,7 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     assert!(again.created.is_empty(), "second apply created {:?}", again.created);
     assert_eq!(again.existing.len(), topo.topics.len());
 
-    let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5)).unwrap();
+    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
     let session_id = unique("user-7:conv");
     let turn = InboundTurn {
         tenant_id: "acme".into(),
@@ -64,7 +64,8 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
 
     // The id in the header resolves in the registry to our schema.
-    let registry = RegistryClient::new(&ep.schema_registry_url, Duration::from_secs(5)).unwrap();
+    let registry =
+        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
     let registered = registry.schema_by_id(id).await.unwrap();
     assert!(registered.contains("InboundTurn"), "{registered}");
 
@@ -114,13 +115,15 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
 #[tokio::test]
 async fn registry_outage_is_retryable_and_bad_bytes_are_poison() {
     // Nothing listens on port 9: every call is a transport failure, which must never dead-letter.
-    let dead = Codec::new("http://127.0.0.1:9/apis/ccompat/v7", Duration::from_millis(500)).unwrap();
+    let dead = Codec::new("http://127.0.0.1:9/apis/ccompat/v7", None, Duration::from_millis(500)).unwrap();
     let err = dead.decode::<InboundTurn>(&[0, 0, 0, 0, 1, 2, 3]).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
     let err = dead.encode("turnpike.turns.inbound", &InboundTurn::default()).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
 
-    let live = Codec::new(&endpoints().schema_registry_url, Duration::from_secs(5)).unwrap();
+    let live =
+        Codec::new(&endpoints().schema_registry_url, endpoints().registry_login.as_ref(), Duration::from_secs(5))
+            .unwrap();
     let not_framed = live.decode::<InboundTurn>(b"{\"text\":\"json, not avro\"}").await.unwrap_err();
     assert_eq!((not_framed.class(), not_framed.code()), (ErrorClass::Poison, "bad_framing"));
     // A real id with a datum that does not match it.
@@ -136,7 +139,8 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
     // The codec reads its own schema's records straight into the type; a writer schema that differs (here
     // a client's minimal, older inbound turn) must still go through schema resolution and get defaults.
     let ep = endpoints();
-    let client = RegistryClient::new(&ep.schema_registry_url, Duration::from_secs(10)).unwrap();
+    let client =
+        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(10)).unwrap();
     let old = r#"{"type":"record","name":"InboundTurn","namespace":"io.turnpike.v1","fields":[
         {"name":"tenant_id","type":"string"},{"name":"session_id","type":"string"},
         {"name":"user_id","type":"string"},{"name":"message_id","type":"string"},
@@ -150,7 +154,7 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
         payload.extend_from_slice(s.as_bytes());
     }
     payload.push(10);
-    let codec = Codec::new(&ep.schema_registry_url, Duration::from_secs(5)).unwrap();
+    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
     let turn: InboundTurn = codec.decode(&payload).await.unwrap();
     assert_eq!((turn.tenant_id.as_str(), turn.text.as_str(), turn.sent_at_ms), ("acme", "hello", 5));
     assert_eq!(turn.channel, "kafka", "the default of a field the old writer lacks");
@@ -163,7 +167,8 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
 #[tokio::test]
 async fn schemas_register_idempotently_with_backward_compatibility() {
     let ep = endpoints();
-    let client = RegistryClient::new(&ep.schema_registry_url, Duration::from_secs(10)).unwrap();
+    let client =
+        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(10)).unwrap();
     let topo = topology();
     let pairs: Vec<(String, String)> = topo.topics.iter().map(|t| (t.name.clone(), t.schema.clone())).collect();
     let first = turnpike_schemas::register_all(&client, &pairs).await.expect(HINT);
@@ -271,10 +276,10 @@ fn validate_command_rejects_a_broken_topology_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&ok.stdout).contains("is valid: 20 topics, 9 stages"));
 }
 
-/// Secure by default: the project's own stack authenticates every client. Kafka, Cassandra and Redis accept
-/// our login and refuse a client without one or with a wrong password.
+/// Secure by default: the project's own stack authenticates every client. Kafka, Cassandra, Redis and the
+/// schema registry accept our login and refuse a client without one or with a wrong password.
 #[tokio::test]
-async fn kafka_cassandra_and_redis_refuse_clients_that_do_not_log_in() {
+async fn every_service_refuses_clients_that_do_not_log_in() {
     let ep = endpoints();
     let env_hint = "no credentials in the environment: `eval \"$(deploy/local/stack.sh env)\"`";
 
@@ -320,4 +325,28 @@ async fn kafka_cassandra_and_redis_refuse_clients_that_do_not_log_in() {
     let mut ours = turnpike_store::connect_redis(&ep.redis_url).await.expect(HINT);
     let pong: String = redis::cmd("PING").query_async(&mut ours).await.unwrap();
     assert_eq!(pong, "PONG");
+
+    // Schema registry (HTTP basic): reading subjects, and a codec's first encode (it looks the schema up).
+    let login = ep.registry_login.clone().expect(env_hint);
+    let mut wrong = login.clone();
+    wrong.password.push('x');
+    let subjects = |login: Option<turnpike_core::BasicLogin>| {
+        let url = ep.schema_registry_url.clone();
+        async move {
+            RegistryClient::new(&url, login.as_ref(), Duration::from_secs(5)).unwrap().subjects().await.map(|s| s.len())
+        }
+    };
+    assert!(subjects(Some(login.clone())).await.expect(HINT) > 0, "our login reads the registered subjects");
+    for (who, login) in [("a client without a login", None), ("a wrong password", Some(wrong.clone()))] {
+        match subjects(login.clone()).await {
+            Err(RegistryError::Refused { status: 401, .. }) => {}
+            other => panic!("the registry answered {who} with {other:?}, not 401"),
+        }
+        let codec = Codec::new(&ep.schema_registry_url, login.as_ref(), Duration::from_secs(5)).unwrap();
+        let err = codec
+            .encode("turns.inbound", &crate::common::turn("acme", "u:c", "m1", "hi"))
+            .await
+            .expect_err("encoded without a valid login");
+        assert_eq!(err.code(), "registry_access", "{who}: {err}");
+    }
 }
