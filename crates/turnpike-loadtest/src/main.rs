@@ -223,6 +223,9 @@ async fn main() -> anyhow::Result<()> {
         ..Tuning::default()
     };
     let pipe = tokio::spawn(pipeline::run_all(topo.clone(), ep.clone(), deps, llm, tuning, shutdown.clone()));
+    // An error below returns early: stop the stages then too, or the runtime waits forever on their poll
+    // threads when it shuts down and the error is never printed (seen once: a hung run with no output).
+    let _stop_stages = shutdown.clone().drop_guard();
 
     let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5))?;
     let timing = Arc::new(Mutex::new(Timing::default()));
