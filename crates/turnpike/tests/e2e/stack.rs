@@ -7,7 +7,6 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use turnpike_core::{Classify, Endpoints, ErrorClass};
@@ -15,18 +14,10 @@ use turnpike_schemas::{Codec, InboundTurn, Record, RegistryClient, RegistryError
 use turnpike_store::{TranscriptRow, TranscriptStore};
 use turnpike_topology::Topology;
 
-const HINT: &str = "is the local stack running? `deploy/local/stack.sh start && cargo run -p turnpike -- setup`";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use crate::common::{root, unique, HINT};
 
 fn endpoints() -> Endpoints {
     Endpoints::from_env()
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 fn topology() -> Topology {
