@@ -89,9 +89,7 @@ impl Inbound {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| e.to_string())?;
-        let codec =
-            Codec::new(&endpoints.schema_registry_url, endpoints.registry_login.as_ref(), Duration::from_secs(5))
-                .map_err(|e| e.to_string())?;
+        let codec = Codec::for_endpoints(endpoints, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         Ok(Inbound { producer, codec, topic })
     }
 

@@ -227,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
     // threads when it shuts down and the error is never printed (seen once: a hung run with no output).
     let _stop_stages = shutdown.clone().drop_guard();
 
-    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5))?;
+    let codec = Codec::for_endpoints(&ep, Duration::from_secs(5))?;
     let timing = Arc::new(Mutex::new(Timing::default()));
     let finals = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 

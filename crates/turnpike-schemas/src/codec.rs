@@ -160,6 +160,11 @@ impl Codec {
         })
     }
 
+    /// [`Codec::new`] with the registry URL and login of `endpoints`.
+    pub fn for_endpoints(endpoints: &turnpike_core::Endpoints, timeout: Duration) -> Result<Codec, CodecError> {
+        Codec::new(&endpoints.schema_registry_url, endpoints.registry_login.as_ref(), timeout)
+    }
+
     /// The id and parsed schema `R` is written with on `topic`, registering it under `<topic>-value` on
     /// first use. Cached per topic, so the registry is asked once per process and topic.
     async fn writer<R: Record>(&self, topic: &str) -> Result<Writer, CodecError> {

@@ -72,6 +72,14 @@ impl RegistryClient {
         Ok(RegistryClient { base: base.trim_end_matches('/').to_string(), http, login: login.cloned() })
     }
 
+    /// [`RegistryClient::new`] with the registry URL and login of `endpoints`.
+    pub fn for_endpoints(
+        endpoints: &turnpike_core::Endpoints,
+        timeout: Duration,
+    ) -> Result<RegistryClient, RegistryError> {
+        RegistryClient::new(&endpoints.schema_registry_url, endpoints.registry_login.as_ref(), timeout)
+    }
+
     async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<reqwest::Response, RegistryError> {
         let req = match &self.login {
             Some(l) => req.basic_auth(&l.username, Some(&l.password)),

@@ -46,11 +46,7 @@ pub async fn register(
     endpoints: &Endpoints,
 ) -> anyhow::Result<()> {
     let topo = load_valid(topology, schemas, prefix)?;
-    let client = RegistryClient::new(
-        &endpoints.schema_registry_url,
-        endpoints.registry_login.as_ref(),
-        Duration::from_secs(10),
-    )?;
+    let client = RegistryClient::for_endpoints(endpoints, Duration::from_secs(10))?;
     let pairs: Vec<(String, String)> = topo.topics.iter().map(|t| (t.name.clone(), t.schema.clone())).collect();
     let registered = turnpike_schemas::register_all(&client, &pairs)
         .await

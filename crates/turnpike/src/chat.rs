@@ -24,7 +24,7 @@ pub async fn chat(
     let topo = crate::admin::load_valid(topology, schemas, prefix)?;
     let inbound = topo.topics.iter().find(|t| t.role == turnpike_topology::Role::Source).context("no source topic")?;
     let outbound = topo.topic_named("turnpike.replies.outbound").context("no outbound topic")?;
-    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5))?;
+    let codec = Codec::for_endpoints(ep, Duration::from_secs(5))?;
     let producer: FutureProducer = ep
         .kafka_properties()
         .into_iter()

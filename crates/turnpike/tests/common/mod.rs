@@ -87,12 +87,7 @@ impl Pipeline {
             shutdown.clone(),
         ));
         Pipeline {
-            codec: Codec::new(
-                &endpoints.schema_registry_url,
-                endpoints.registry_login.as_ref(),
-                Duration::from_secs(5),
-            )
-            .unwrap(),
+            codec: Codec::for_endpoints(&endpoints, Duration::from_secs(5)).unwrap(),
             producer: producer(&endpoints),
             topo,
             prefix,

@@ -46,12 +46,7 @@ async fn python_confluent_kafka_client_round_trip_follows_the_contract() {
     let (inbound, outbound) = (p.topic("turnpike.turns.inbound"), p.topic("turnpike.replies.outbound"));
     // What `turnpike schemas register` does for the shipped topics: the Python producer only looks its
     // schema up, it never registers one.
-    let registry = RegistryClient::new(
-        &p.endpoints.schema_registry_url,
-        p.endpoints.registry_login.as_ref(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let registry = RegistryClient::for_endpoints(&p.endpoints, Duration::from_secs(10)).unwrap();
     let ids: HashMap<String, u32> = register_all(
         &registry,
         &[(inbound.clone(), "inbound_turn".into()), (outbound.clone(), "outbound_reply".into())],

@@ -37,7 +37,7 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     assert!(again.created.is_empty(), "second apply created {:?}", again.created);
     assert_eq!(again.existing.len(), topo.topics.len());
 
-    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
+    let codec = Codec::for_endpoints(&ep, Duration::from_secs(5)).unwrap();
     let session_id = unique("user-7:conv");
     let turn = InboundTurn {
         tenant_id: "acme".into(),
@@ -55,8 +55,7 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
     let id = u32::from_be_bytes(payload[1..5].try_into().unwrap());
 
     // The id in the header resolves in the registry to our schema.
-    let registry =
-        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
+    let registry = RegistryClient::for_endpoints(&ep, Duration::from_secs(5)).unwrap();
     let registered = registry.schema_by_id(id).await.unwrap();
     assert!(registered.contains("InboundTurn"), "{registered}");
 
@@ -112,9 +111,7 @@ async fn registry_outage_is_retryable_and_bad_bytes_are_poison() {
     let err = dead.encode("turnpike.turns.inbound", &InboundTurn::default()).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
 
-    let live =
-        Codec::new(&endpoints().schema_registry_url, endpoints().registry_login.as_ref(), Duration::from_secs(5))
-            .unwrap();
+    let live = Codec::for_endpoints(&endpoints(), Duration::from_secs(5)).unwrap();
     let not_framed = live.decode::<InboundTurn>(b"{\"text\":\"json, not avro\"}").await.unwrap_err();
     assert_eq!((not_framed.class(), not_framed.code()), (ErrorClass::Poison, "bad_framing"));
     // A real id with a datum that does not match it.
@@ -130,8 +127,7 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
     // The codec reads its own schema's records straight into the type; a writer schema that differs (here
     // a client's minimal, older inbound turn) must still go through schema resolution and get defaults.
     let ep = endpoints();
-    let client =
-        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(10)).unwrap();
+    let client = RegistryClient::for_endpoints(&ep, Duration::from_secs(10)).unwrap();
     let old = r#"{"type":"record","name":"InboundTurn","namespace":"io.turnpike.v1","fields":[
         {"name":"tenant_id","type":"string"},{"name":"session_id","type":"string"},
         {"name":"user_id","type":"string"},{"name":"message_id","type":"string"},
@@ -145,7 +141,7 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
         payload.extend_from_slice(s.as_bytes());
     }
     payload.push(10);
-    let codec = Codec::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(5)).unwrap();
+    let codec = Codec::for_endpoints(&ep, Duration::from_secs(5)).unwrap();
     let turn: InboundTurn = codec.decode(&payload).await.unwrap();
     assert_eq!((turn.tenant_id.as_str(), turn.text.as_str(), turn.sent_at_ms), ("acme", "hello", 5));
     assert_eq!(turn.channel, "kafka", "the default of a field the old writer lacks");
@@ -158,8 +154,7 @@ async fn a_record_from_an_older_client_schema_decodes_with_defaults() {
 #[tokio::test]
 async fn schemas_register_idempotently_with_backward_compatibility() {
     let ep = endpoints();
-    let client =
-        RegistryClient::new(&ep.schema_registry_url, ep.registry_login.as_ref(), Duration::from_secs(10)).unwrap();
+    let client = RegistryClient::for_endpoints(&ep, Duration::from_secs(10)).unwrap();
     let topo = topology();
     let pairs: Vec<(String, String)> = topo.topics.iter().map(|t| (t.name.clone(), t.schema.clone())).collect();
     let first = turnpike_schemas::register_all(&client, &pairs).await.expect(HINT);
@@ -328,7 +323,7 @@ async fn every_service_refuses_clients_that_do_not_log_in() {
         }
     };
     assert!(subjects(Some(login.clone())).await.expect(HINT) > 0, "our login reads the registered subjects");
-    for (who, login) in [("a client without a login", None), ("a wrong password", Some(wrong.clone()))] {
+    for (who, login) in [("a client without a login", None), ("a wrong password", Some(wrong))] {
         match subjects(login.clone()).await {
             Err(RegistryError::Refused { status: 401, .. }) => {}
             other => panic!("the registry answered {who} with {other:?}, not 401"),
