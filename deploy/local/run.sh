@@ -10,6 +10,14 @@ cd "$ROOT"
 STATE=${TURNPIKE_STACK_DIR:-$ROOT/.stack}
 mkdir -p "$STATE/logs"
 
+# The model checks' files (pinned, sha256-checked, cached). Without them the pipeline still runs, with
+# pattern checks only, and says so at start-up and in the gauge turnpike_guard_model_loaded.
+if models_env=$(deploy/local/models.sh); then
+    eval "$models_env"
+else
+    echo "WARNING: the model files could not be fetched; guard-in runs with pattern checks only." >&2
+fi
+
 deploy/local/stack.sh start > "$STATE/logs/stack-start.out" 2>&1 &
 STACK_PID=$!
 cargo build --release -p turnpike --bin turnpike

@@ -9,6 +9,10 @@ cd "$ROOT"
 STATE=${TURNPIKE_STACK_DIR:-$ROOT/.stack}
 mkdir -p "$STATE/logs"
 
+# The encoder and ONNX Runtime for the model checks' tests (pinned, sha256-checked, cached: ~3 s cold, instant
+# warm). The tests that need them fail without them rather than skip.
+eval "$(deploy/local/models.sh)"
+
 # Start the stack in the background while the tests compile: both take minutes on a fresh machine, and the
 # JVMs mostly wait on I/O while rustc uses the cores.
 deploy/local/stack.sh start > "$STATE/logs/stack-start.out" 2>&1 &
