@@ -7,11 +7,12 @@
 //! `message_delta`, emitted once; unknown event types and non-text blocks (thinking) are skipped, as
 //! Anthropic's versioning policy asks; the key goes only into the `x-api-key` header, marked sensitive.
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use reqwest::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::continuation::{split_trailing_whitespace, Rejoin};
 use crate::sse::SseEvent;
 use crate::stream::{self, ChunkOutcome, ClientConfig, Decoder};
 use crate::{ChatRequest, LlmError, LlmEvent, Role};
@@ -92,11 +93,18 @@ impl<'a> RequestBody<'a> {
     pub fn streaming(req: &'a ChatRequest) -> Self {
         let system: Vec<&str> =
             req.messages.iter().filter(|m| m.role == Role::System).map(|m| m.content.as_str()).collect();
+        let mut messages = wire_messages(&req.messages);
+        // A continuation is a prefill: the trailing assistant turn the model writes on from, without the
+        // trailing whitespace Anthropic refuses there (see [`crate::continuation`]).
+        let prefill = req.continuation.as_deref().map(|shown| split_trailing_whitespace(shown).0);
+        if let Some(prefill) = prefill.filter(|p| !p.is_empty()) {
+            messages.push(WireMessage { role: "assistant", content: serde_json::Value::String(prefill.to_owned()) });
+        }
         RequestBody {
             model: &req.model,
             max_tokens: req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
             system: (!system.is_empty()).then(|| system.join("\n\n")),
-            messages: wire_messages(&req.messages),
+            messages,
             tools: req
                 .tools
                 .iter()
@@ -301,7 +309,11 @@ impl AnthropicClient {
             value.set_sensitive(true);
             builder = builder.header("x-api-key", value);
         }
-        stream::open(builder, AnthropicDecoder::default(), self.cfg.ttft_timeout, self.cfg.idle_timeout).await
+        let events =
+            stream::open(builder, AnthropicDecoder::default(), self.cfg.ttft_timeout, self.cfg.idle_timeout).await?;
+        // The whitespace cut off the prefill comes back at the start of the continuation: dropped there.
+        let removed = req.continuation.as_deref().map_or("", |shown| split_trailing_whitespace(shown).1);
+        Ok(Rejoin::new(removed).stream(events.boxed()))
     }
 }
 
@@ -481,5 +493,19 @@ data: {\"type\": \"message_stop\"}
                 "stream": true,
             })
         );
+    }
+
+    #[test]
+    fn a_continuation_is_a_prefill_without_trailing_whitespace() {
+        let req = ChatRequest::new("claude-sonnet-4", vec![ChatMessage::user("hi")]).continuing("Your parcel left. \n");
+        let body = serde_json::to_value(RequestBody::streaming(&req)).unwrap();
+        assert_eq!(
+            body["messages"],
+            serde_json::json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Your parcel left."}])
+        );
+        // Nothing but whitespace shown: no prefill at all (an empty one is refused too).
+        let blank = ChatRequest::new("m", vec![ChatMessage::user("hi")]).continuing(" ");
+        let body = serde_json::to_value(RequestBody::streaming(&blank)).unwrap();
+        assert_eq!(body["messages"].as_array().unwrap().len(), 1);
     }
 }

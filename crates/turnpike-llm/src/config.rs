@@ -20,6 +20,14 @@
 //! ttft_timeout_ms = 20000         # optional, also connect_timeout_ms, idle_timeout_ms
 //!
 //! [[deployments]]
+//! name = "vllm-local"
+//! provider = "openai"
+//! base_url = "http://127.0.0.1:8000/v1"
+//! continuation = "vllm"           # openai only: how it continues a cut reply: "vllm" (continue_final_message),
+//!                                 # "prefix" (DeepSeek/Mistral `prefix: true`) or "none" (default: it cannot;
+//!                                 # Anthropic and Gemini always can)
+//!
+//! [[deployments]]
 //! name = "gemini-flash"
 //! provider = "gemini"
 //! model = "gemini-2.0-flash"
@@ -69,7 +77,9 @@ use crate::breaker::BreakerConfig;
 use crate::cost::{default_prices, Price, Pricing};
 use crate::router::{Chain, Deployment, RetryPolicy};
 use crate::tools::{HttpToolConfig, ToolRunner};
-use crate::{AnthropicClient, ApiKey, ClientConfig, GeminiClient, LlmError, LlmProvider, OpenAiClient};
+use crate::{
+    AnthropicClient, ApiKey, ClientConfig, ContinuationStyle, GeminiClient, LlmError, LlmProvider, OpenAiClient,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,6 +118,9 @@ pub struct DeploymentConfig {
     pub ttft_timeout_ms: Option<u64>,
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// How an OpenAI-compatible server continues a reply; see [`crate::continuation`].
+    #[serde(default)]
+    pub continuation: Option<ContinuationStyle>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -232,8 +245,13 @@ impl LlmConfig {
             ttft_timeout: ms(d.ttft_timeout_ms, defaults.ttft_timeout),
             idle_timeout: ms(d.idle_timeout_ms, defaults.idle_timeout),
         };
+        if d.continuation.is_some() && d.provider != ProviderKind::OpenAi {
+            // Anthropic and Gemini continue natively: an option there would be a misunderstanding.
+            return Err(LlmError::Config(format!("deployment {}: continuation is an openai option", d.name)));
+        }
+        let continuation = d.continuation.unwrap_or_default();
         Ok(match d.provider {
-            ProviderKind::OpenAi => LlmProvider::OpenAi(OpenAiClient::new(cfg)?),
+            ProviderKind::OpenAi => LlmProvider::OpenAi(OpenAiClient::new(cfg)?.with_continuation(continuation)),
             ProviderKind::Anthropic => LlmProvider::Anthropic(AnthropicClient::new(cfg)?),
             ProviderKind::Gemini => LlmProvider::Gemini(GeminiClient::new(cfg)?),
         })
@@ -423,5 +441,27 @@ tenant_daily_limit_micros = 5000000
             .contains("TURNPIKE_UNSET_VAR_FOR_TEST is not set"));
         assert!(bad("").contains("no tiers"));
         assert!(bad("colour = 1").contains("unknown field"));
+    }
+
+    #[test]
+    fn openai_deployments_say_how_they_continue() {
+        let toml = |style: &str, provider: &str| {
+            format!("[[deployments]]\nname = \"d\"\nprovider = \"{provider}\"\n{style}\n[tiers.t]\nchain = [\"d\"]\n")
+        };
+        let can = |style: &str, provider: &str| {
+            LlmConfig::from_toml(&toml(style, provider)).and_then(|c| c.build()).map(|r| r.chain("t").can_continue())
+        };
+        assert_eq!(can("", "openai"), Ok(false), "OpenAI itself cannot");
+        assert_eq!(can("continuation = \"vllm\"", "openai"), Ok(true));
+        assert_eq!(can("continuation = \"prefix\"", "openai"), Ok(true));
+        assert_eq!(can("continuation = \"none\"", "openai"), Ok(false));
+        assert_eq!(can("", "anthropic"), Ok(true));
+        assert_eq!(can("", "gemini"), Ok(true));
+        assert!(
+            matches!(can("continuation = \"vllm\"", "anthropic"), Err(LlmError::Config(m)) if m.contains("openai option"))
+        );
+        assert!(
+            matches!(can("continuation = \"maybe\"", "openai"), Err(LlmError::Config(m)) if m.contains("unknown variant"))
+        );
     }
 }

@@ -47,7 +47,7 @@ impl RequestBody {
             req.messages.iter().filter(|m| m.role == Role::System).map(|m| json!({"text": m.content})).collect();
         let call_name =
             |id: &str| req.messages.iter().flat_map(|m| &m.tool_calls).find(|c| c.id == id).map(|c| c.name.clone());
-        let contents = req
+        let mut contents: Vec<serde_json::Value> = req
             .messages
             .iter()
             .filter(|m| m.role != Role::System)
@@ -70,6 +70,10 @@ impl RequestBody {
                 _ => json!({"role": "user", "parts": [{"text": m.content}]}),
             })
             .collect();
+        if let Some(shown) = &req.continuation {
+            // A trailing `model` turn: Gemini writes on from it (see [`crate::continuation`]).
+            contents.push(json!({"role": "model", "parts": [{"text": shown}]}));
+        }
         let tools = if req.tools.is_empty() {
             Vec::new()
         } else {
@@ -449,5 +453,18 @@ mod tests {
             "http://127.0.0.1:9/v1beta/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
         );
         assert!(matches!(client.url("../x"), Err(LlmError::Config(_))));
+    }
+
+    #[test]
+    fn a_continuation_is_a_trailing_model_turn() {
+        let req = ChatRequest::new("gemini-2.0-flash", vec![ChatMessage::user("hi")]).continuing("Your parcel left ");
+        let body = serde_json::to_value(RequestBody::new(&req)).unwrap();
+        assert_eq!(
+            body["contents"],
+            json!([
+                {"role": "user", "parts": [{"text": "hi"}]},
+                {"role": "model", "parts": [{"text": "Your parcel left "}]},
+            ])
+        );
     }
 }

@@ -6,7 +6,9 @@
 //!   reports it), then the stream ends; finish reasons use one vocabulary (`stop`, `length`, ...);
 //! - every failure is an [`LlmError`] that implements [`turnpike_core::Classify`], so the stage runner
 //!   decides retry / dead-letter / exit without knowing which provider failed;
-//! - API keys live in [`ApiKey`], which never prints its value.
+//! - API keys live in [`ApiKey`], which never prints its value;
+//! - a request may ask the model to continue an assistant text already shown ([`continuation`]): the
+//!   stream then carries only what follows it, in every wire format that can say so.
 //!
 //! [`mock`] is a scriptable server speaking all three wire formats, for tests and local runs (binary
 //! `turnpike-mock-llm`).
@@ -15,6 +17,7 @@ pub mod anthropic;
 pub mod breaker;
 pub mod budget;
 pub mod config;
+pub mod continuation;
 pub mod cost;
 pub mod error;
 pub mod gemini;
@@ -31,6 +34,7 @@ pub mod types;
 pub use anthropic::AnthropicClient;
 pub use budget::{BudgetError, Budgets, Reservation};
 pub use config::{LlmConfig, LlmRouter};
+pub use continuation::ContinuationStyle;
 pub use cost::{Price, Pricing};
 pub use error::LlmError;
 pub use gemini::GeminiClient;

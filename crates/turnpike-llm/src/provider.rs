@@ -33,6 +33,15 @@ impl LlmProvider {
         }
     }
 
+    /// Whether it can continue an assistant text ([`crate::ChatRequest::continuation`]): Anthropic and
+    /// Gemini natively, an OpenAI-compatible server when configured with its way of doing it.
+    pub fn can_continue(&self) -> bool {
+        match self {
+            LlmProvider::OpenAi(client) => client.can_continue(),
+            LlmProvider::Anthropic(_) | LlmProvider::Gemini(_) => true,
+        }
+    }
+
     /// Starts a streamed completion; see [`crate::stream`] for what `Err` before the stream means.
     pub async fn stream(&self, req: &ChatRequest) -> Result<EventStream, LlmError> {
         match self {

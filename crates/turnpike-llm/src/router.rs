@@ -15,9 +15,12 @@
 //!   that, and an open breaker costs nothing at all; each deployment's breaker hears at most one failure
 //!   per turn (a request that fails on every retry must not open it for everyone).
 //!
-//! After the commit point nothing is retried: a failure surfaces as [`LlmError::Interrupted`], which the
-//! caller turns into an explicit incomplete ending; visible text is never restarted or duplicated, and a
-//! cut stream is never passed off as complete (the clients already refuse that).
+//! After the commit point nothing is retried: a failure surfaces as [`LlmError::Interrupted`]; visible
+//! text is never restarted or duplicated, and a cut stream is never passed off as complete (the clients
+//! already refuse that). The caller may then ask for the rest with a continuation request (the text shown
+//! as [`ChatRequest::continuation`]), which is a new call with a commit point of its own: it goes to the
+//! deployments that can continue ([`crate::LlmProvider::can_continue`]), in chain order, breakers applying
+//! (the deployment that was cut has just heard a failure), and fails at once when none can.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,13 +151,25 @@ impl Chain {
         Chain { tier: tier.into(), deployments, policy }
     }
 
+    /// Whether some deployment can continue a reply ([`ChatRequest::continuation`]).
+    pub fn can_continue(&self) -> bool {
+        self.deployments.iter().any(|d| d.provider.can_continue())
+    }
+
     /// Streams `req` (its `model` is replaced by each deployment's) up to the commit point; see the
     /// module comment. `Err` means nothing was shown: its class tells the caller whether to retry later.
     pub async fn stream(&self, req: &ChatRequest) -> Result<Answer, LlmError> {
         let started = Instant::now();
         let deadline = started + self.policy.time_budget;
         let n = self.deployments.len();
-        let (mut failed, mut excluded) = (vec![false; n], vec![false; n]);
+        let mut failed = vec![false; n];
+        // A continuation goes only to deployments that can continue (see the module comment).
+        let continuing = req.continuation.is_some();
+        let mut excluded: Vec<bool> =
+            self.deployments.iter().map(|d| continuing && !d.provider.can_continue()).collect();
+        if excluded.iter().all(|e| *e) {
+            return Err(LlmError::Unavailable(format!("tier {}: no deployment can continue a reply", self.tier)));
+        }
         // One failure per deployment per turn reaches its breaker: the breaker measures how many
         // *requests* a deployment fails, so one request that fails every retry (something in its content)
         // cannot open it for everyone else.

@@ -85,11 +85,31 @@ pub struct ChatRequest {
     /// Tools offered to the model; empty: none.
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// Continue this assistant text instead of starting a reply: the text the customer has already
+    /// seen. Each wire format sends it as a trailing assistant turn the model writes on from (see
+    /// [`crate::continuation`]); the stream then carries only what follows it, so `continuation` + the
+    /// streamed text is the reply as the customer reads it. Deployments that cannot continue are skipped
+    /// ([`crate::LlmProvider::can_continue`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<String>,
 }
 
 impl ChatRequest {
     pub fn new(model: impl Into<String>, messages: Vec<ChatMessage>) -> Self {
-        ChatRequest { model: model.into(), messages, max_tokens: None, temperature: None, tools: Vec::new() }
+        ChatRequest {
+            model: model.into(),
+            messages,
+            max_tokens: None,
+            temperature: None,
+            tools: Vec::new(),
+            continuation: None,
+        }
+    }
+
+    /// This request, asking the model to continue `shown` (see [`ChatRequest::continuation`]).
+    pub fn continuing(mut self, shown: impl Into<String>) -> Self {
+        self.continuation = Some(shown.into());
+        self
     }
 }
 

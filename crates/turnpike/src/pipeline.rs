@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use turnpike_core::Endpoints;
-use turnpike_llm::{LlmConfig, LlmError, LlmRouter, OpenAiClient, OpenAiConfig};
+use turnpike_llm::{ContinuationStyle, LlmConfig, LlmError, LlmRouter, OpenAiClient, OpenAiConfig};
 use turnpike_runner::{check_input_schema, run_with, RunnerConfig, RunnerError, SharedProducer, Stage};
 use turnpike_stages::{assemble, deliver, generate, guard_in, guard_out, handoff, ingest, route, Deps};
 use turnpike_topology::Topology;
@@ -33,7 +33,19 @@ fn llm_router(settings: &LlmSettings) -> Result<LlmRouter, LlmError> {
         cfg = cfg.with_api_key(turnpike_llm::ApiKey::new(k.clone()));
     }
     cfg.ttft_timeout = Duration::from_secs(20);
-    Ok(LlmRouter::single("openai-compatible", OpenAiClient::new(cfg)?.into()))
+    let client = OpenAiClient::new(cfg)?.with_continuation(single_server_continuation(&settings.base_url)?);
+    Ok(LlmRouter::single("openai-compatible", client.into()))
+}
+
+/// How the one OpenAI-compatible server continues a cut reply (see `turnpike_llm::continuation`):
+/// `TURNPIKE_LLM_CONTINUATION` (`vllm`, `prefix` or `none`), else `vllm` for the mock this process serves
+/// (so the default pipeline resumes replies), else none (generate then ends a cut reply with its apology).
+fn single_server_continuation(base_url: &str) -> Result<ContinuationStyle, LlmError> {
+    match std::env::var("TURNPIKE_LLM_CONTINUATION") {
+        Ok(style) if !style.is_empty() => style.parse(),
+        _ if turnpike_llm::mock::serves_in_process(base_url) => Ok(ContinuationStyle::Vllm),
+        _ => Ok(ContinuationStyle::None),
+    }
 }
 
 /// Summaries made at once per assemble process, at most (more due ones wait for a later turn).

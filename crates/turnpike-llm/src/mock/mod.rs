@@ -29,7 +29,16 @@
 //! - `[[mock:ttft=500]]` (`x-mock-ttft-ms`), `[[mock:tps=20]]` (`x-mock-tokens-per-sec`),
 //!   `[[mock:tokens=100]]` (`x-mock-tokens`);
 //! - server-wide, [`MockServer::set_fault`] makes every request fail until cleared (a provider outage),
-//!   whatever the messages say: the way failover tests take one deployment down and bring it back.
+//!   whatever the messages say: the way failover tests take one deployment down and bring it back;
+//! - `fault=cut_once`: like `cut`, but a continuation request is answered whole.
+//!
+//! Continuation requests, in each format's way ([`crate::continuation`]): an OpenAI request whose last
+//! message is the assistant's with `continue_final_message: true` (vLLM) or `prefix: true` (DeepSeek,
+//! Mistral), an Anthropic request ending in an assistant message (a prefill; one ending in whitespace is
+//! refused with a 400, as Anthropic does), a Gemini request ending in a `model` content. The reply the mock
+//! would have written for the prompt is deterministic, so when the text to continue is a prefix of it the
+//! mock streams exactly the rest; other text gets deterministic words of its own
+//! ([`text::continue_after`]). Scripted faults apply to continuations too (except `cut_once`'s).
 
 pub mod script;
 pub mod text;
@@ -192,7 +201,22 @@ impl MockServer {
 impl Drop for MockServer {
     fn drop(&mut self) {
         self.task.abort();
+        in_process().retain(|addr| *addr != self.addr);
     }
+}
+
+/// The addresses of the mocks this process serves ([`spawn`]).
+fn in_process() -> std::sync::MutexGuard<'static, Vec<SocketAddr>> {
+    static ADDRS: Mutex<Vec<SocketAddr>> = Mutex::new(Vec::new());
+    ADDRS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether `base_url` is the OpenAI base URL of a mock this process serves: the mock `turnpike run`
+/// starts when no provider is configured, or a test's. Its client is then built to send continuation
+/// requests, which the mock answers (see the module comment): a server elsewhere says so in its
+/// configuration instead.
+pub fn serves_in_process(base_url: &str) -> bool {
+    in_process().iter().any(|addr| base_url.trim_end_matches('/') == format!("http://{addr}/v1"))
 }
 
 /// Binds `127.0.0.1:0` and serves in a background task.
@@ -201,6 +225,7 @@ pub async fn spawn(cfg: MockConfig) -> io::Result<MockServer> {
     let addr = listener.local_addr()?;
     let counters = Arc::new(Counters::default());
     let task = tokio::spawn(serve_with(listener, cfg, Arc::clone(&counters)));
+    in_process().push(addr);
     Ok(MockServer { addr, counters, task })
 }
 
@@ -230,6 +255,9 @@ struct ChatBody {
     max_tokens: Option<usize>,
     #[serde(default)]
     max_completion_tokens: Option<usize>,
+    /// vLLM's continuation flag.
+    #[serde(default)]
+    continue_final_message: bool,
 }
 
 #[derive(Deserialize)]
@@ -244,6 +272,9 @@ struct Message {
     role: String,
     #[serde(default)]
     content: serde_json::Value,
+    /// DeepSeek's and Mistral's continuation flag.
+    #[serde(default)]
+    prefix: bool,
 }
 
 /// Plain string content, or the `text` parts of the array-of-blocks form (OpenAI and Anthropic).
@@ -316,6 +347,17 @@ struct Request {
     stream: bool,
     include_usage: bool,
     max_tokens: Option<usize>,
+    /// The assistant text to continue (a continuation request); not among `messages`.
+    continuation: Option<String>,
+}
+
+/// Takes a trailing message of `role` off `messages` as the text to continue, when `continues` says the
+/// request is a continuation.
+fn take_continuation(messages: &mut Vec<(String, String)>, role: &str, continues: bool) -> Option<String> {
+    let last = messages.last().filter(|(r, _)| continues && r == role)?;
+    let text = last.1.clone();
+    messages.pop();
+    Some(text)
 }
 
 async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -324,11 +366,17 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byte
         Err(e) => return bad_json(&state, Format::OpenAi, &e),
     };
     let tool_result = body.messages.iter().rev().find(|m| m.role == "tool").map(|m| content_text(&m.content));
+    // A plain trailing assistant message asks OpenAI for a new reply after it; only the flags continue it.
+    let continues = body.continue_final_message || body.messages.last().is_some_and(|m| m.prefix);
+    let mut messages: Vec<(String, String)> =
+        body.messages.iter().map(|m| (m.role.clone(), content_text(&m.content))).collect();
+    let continuation = take_continuation(&mut messages, "assistant", continues);
     let request = Request {
         format: Format::OpenAi,
         tool_result,
         model: body.model,
-        messages: body.messages.iter().map(|m| (m.role.clone(), content_text(&m.content))).collect(),
+        messages,
+        continuation,
         stream: body.stream,
         include_usage: body.stream_options.is_some_and(|o| o.include_usage),
         max_tokens: body.max_completion_tokens.or(body.max_tokens),
@@ -355,11 +403,19 @@ async fn anthropic(State(state): State<Arc<AppState>>, headers: HeaderMap, body:
             other => content_text(other),
         })
     });
+    // A trailing assistant message is a prefill, which Anthropic refuses to end in whitespace.
+    let continuation = take_continuation(&mut messages, "assistant", true);
+    if continuation.as_deref().is_some_and(|c| c.ends_with(char::is_whitespace)) {
+        state.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let message = "messages: final assistant content cannot end with trailing whitespace";
+        return respond::error_in(Format::Anthropic, StatusCode::BAD_REQUEST, message);
+    }
     let request = Request {
         format: Format::Anthropic,
         tool_result,
         model: body.model,
         messages,
+        continuation,
         stream: body.stream,
         include_usage: true,
         max_tokens: body.max_tokens,
@@ -404,11 +460,13 @@ async fn gemini(
             _ => response["response"].to_string(),
         })
     });
+    let continuation = take_continuation(&mut messages, "model", true);
     let request = Request {
         format: Format::Gemini,
         tool_result,
         model: model.to_owned(),
         messages,
+        continuation,
         stream: true,
         include_usage: true,
         max_tokens: body.generation_config.and_then(|g| g.max_output_tokens),
@@ -433,6 +491,9 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
     let mut script = Script::from_message(&last_user).or(Script::from_headers(headers));
     if let Some(fault) = state.counters.outage() {
         script.fault = Some(fault);
+    }
+    if script.fault == Some(Fault::CutOnce) && body.continuation.is_some() {
+        script.fault = None;
     }
     if let Some(Fault::Status(status)) = script.fault {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -471,11 +532,15 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         (Some(call), None) => tool_call = Some(call),
         (None, _) => {}
     }
+    let tokens = script.tokens.unwrap_or(cfg.reply_tokens);
     let mut pieces = match reply_text {
         Some(text) => text::split_words(&text),
         None if tool_call.is_some() => Vec::new(),
-        None => text::generate(cfg.seed, &last_user, script.tokens.unwrap_or(cfg.reply_tokens)),
+        None => text::generate(cfg.seed, &last_user, tokens),
     };
+    if let Some(shown) = &body.continuation {
+        pieces = text::continue_after(&pieces, shown, cfg.seed, &last_user, tokens);
+    }
     let mut finish_reason = "stop";
     if let Some(max) = body.max_tokens {
         if pieces.len() > max {
@@ -494,7 +559,8 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         model: body.model,
         pieces,
         finish_reason,
-        input_tokens: body.messages.iter().map(|(_, t)| text::count_words(t)).sum(),
+        input_tokens: body.messages.iter().map(|(_, t)| text::count_words(t)).sum::<usize>()
+            + body.continuation.as_deref().map_or(0, text::count_words),
         ttft: script.ttft.unwrap_or(cfg.ttft),
         interval: match tokens_per_sec {
             0 => Duration::ZERO,

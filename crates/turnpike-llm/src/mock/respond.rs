@@ -231,7 +231,7 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply) -> Result<(), Gone> {
         return Ok(());
     }
     let fault_at = match reply.fault {
-        Some(Fault::Cut) => Some(3),
+        Some(Fault::Cut | Fault::CutOnce) => Some(3),
         Some(Fault::Stall | Fault::ErrorEvent | Fault::Malformed) => Some(2),
         _ => None,
     }
@@ -243,7 +243,7 @@ async fn produce(tx: &mpsc::Sender<Frame>, reply: &Reply) -> Result<(), Gone> {
     for index in 0..=reply.pieces.len() {
         if fault_at == Some(index) {
             match reply.fault {
-                Some(Fault::Cut) => {
+                Some(Fault::Cut | Fault::CutOnce) => {
                     out.flush().await?;
                     // Let hyper flush what was sent, so the client sees a cut *stream*, not a failed request.
                     sleep(Duration::from_millis(20)).await;
@@ -321,7 +321,7 @@ pub(super) async fn complete(reply: Reply) -> Response {
             sleep(MAX_STALL).await;
             error(StatusCode::GATEWAY_TIMEOUT, "mock: stalled")
         }
-        Some(Fault::Cut) => {
+        Some(Fault::Cut | Fault::CutOnce) => {
             let partial = futures::stream::iter([
                 Ok(format!("{{\"id\":\"{}\",\"object\":\"chat.completion\",", reply.id)),
                 Err(io::Error::other("mock: connection cut")),

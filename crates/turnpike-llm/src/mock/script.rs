@@ -16,6 +16,9 @@ pub enum Fault {
     Status(u16),
     /// Stream 3 chunks, then drop the connection without `[DONE]`.
     Cut,
+    /// Like `Cut` for a new reply; a continuation request ([`super`]) is answered whole: a provider whose
+    /// stream broke once and that then finishes the reply when asked to continue it.
+    CutOnce,
     /// Stream 2 chunks, then send nothing more until the client gives up.
     Stall,
     /// Stream 2 chunks, then an `{"error": ...}` event inside the 200 stream.
@@ -28,6 +31,7 @@ impl Fault {
     fn parse(value: &str) -> Option<Fault> {
         match value.trim() {
             "cut" => Some(Fault::Cut),
+            "cut_once" => Some(Fault::CutOnce),
             "stall" => Some(Fault::Stall),
             "error_event" => Some(Fault::ErrorEvent),
             "malformed" => Some(Fault::Malformed),
@@ -140,6 +144,7 @@ mod tests {
         assert_eq!(script.fault, Some(Fault::Status(429)));
         assert_eq!(script.ttft, Some(Duration::from_millis(500)));
         assert_eq!(Script::from_message("[[mock:fault=cut]]").fault, Some(Fault::Cut));
+        assert_eq!(Script::from_message("[[mock:fault=cut_once]]").fault, Some(Fault::CutOnce));
         assert_eq!(
             Script::from_message(r#"[[mock:tool=lookup_order {"order": "42"}]]"#).tool,
             Some(("lookup_order".into(), r#"{"order": "42"}"#.into()))

@@ -94,6 +94,32 @@ pub fn split_words(text: &str) -> Pieces {
     pieces
 }
 
+/// What a model that would reply `pieces` writes after `shown`: when `shown` is the start of that reply,
+/// exactly the rest (the first piece may be the end of a word `shown` stopped inside), so shown + rest is
+/// the uninterrupted reply byte for byte. Any other `shown` (not this model's words) gets deterministic
+/// words of its own: `tokens` generated from the prompt and `shown`, after a space unless `shown` ends in
+/// whitespace.
+pub fn continue_after(pieces: &[String], shown: &str, seed: u64, prompt: &str, tokens: usize) -> Pieces {
+    if pieces.concat().starts_with(shown) {
+        let mut at = 0;
+        let mut rest = Vec::new();
+        for piece in pieces {
+            let end = at + piece.len();
+            if end > shown.len() {
+                // `shown` is a prefix of the reply, so it ends on a character boundary of this piece.
+                rest.push(piece[shown.len().saturating_sub(at)..].to_owned());
+            }
+            at = end;
+        }
+        return rest;
+    }
+    let mut rest = generate(seed ^ fnv1a(shown), prompt, tokens);
+    if let Some(first) = rest.first_mut().filter(|_| !shown.is_empty() && !shown.ends_with(char::is_whitespace)) {
+        first.insert(0, ' ');
+    }
+    rest
+}
+
 /// The mock's token estimate: whitespace-separated words.
 pub fn count_words(text: &str) -> usize {
     text.split_whitespace().count()
@@ -208,5 +234,22 @@ mod tests {
             assert_eq!(pieces.len(), count_words(text).max(usize::from(!text.is_empty())));
         }
         assert_eq!(split_words("a  b c"), vec!["a", "  b", " c"]);
+    }
+
+    #[test]
+    fn a_continuation_of_the_reply_is_exactly_its_rest() {
+        let reply = generate(7, "hello there", 20);
+        let full = reply.concat();
+        // Cut at every byte: after a piece, inside a word, on the space before a word.
+        for cut in 0..=full.len() {
+            let rest = continue_after(&reply, &full[..cut], 7, "hello there", 20);
+            assert_eq!(format!("{}{}", &full[..cut], rest.concat()), full, "cut at {cut}");
+            assert!(rest.iter().all(|p| !p.is_empty()), "cut at {cut}: {rest:?}");
+        }
+        // Text the mock would not have written: words of its own, deterministic, after a separator.
+        let other = continue_after(&reply, "Something else", 7, "hello there", 5);
+        assert_eq!(other, continue_after(&reply, "Something else", 7, "hello there", 5));
+        assert!(other[0].starts_with(' ') && other.len() == 5);
+        assert!(!continue_after(&reply, "Something else ", 7, "hello there", 5)[0].starts_with(' '));
     }
 }

@@ -9,7 +9,7 @@ use futures::Stream;
 
 use super::wire::{OpenAiDecoder, RequestBody};
 use crate::stream::{self, ClientConfig};
-use crate::{ApiKey, ChatRequest, LlmError, LlmEvent};
+use crate::{ApiKey, ChatRequest, ContinuationStyle, LlmError, LlmEvent};
 
 /// An OpenAI client's settings: the shared [`ClientConfig`] (`base_url` up to and including the version
 /// path, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8090/v1`).
@@ -23,6 +23,8 @@ pub struct OpenAiClient {
     api_key: Option<ApiKey>,
     ttft_timeout: Duration,
     idle_timeout: Duration,
+    /// How this server continues an assistant message, if it can (see [`crate::continuation`]).
+    continuation: ContinuationStyle,
 }
 
 impl OpenAiClient {
@@ -41,7 +43,19 @@ impl OpenAiClient {
             api_key: cfg.api_key,
             ttft_timeout: cfg.ttft_timeout,
             idle_timeout: cfg.idle_timeout,
+            continuation: ContinuationStyle::None,
         })
+    }
+
+    /// This client, for a server that continues assistant messages in `style`'s way.
+    pub fn with_continuation(mut self, style: ContinuationStyle) -> Self {
+        self.continuation = style;
+        self
+    }
+
+    /// Whether this server can continue an assistant message.
+    pub fn can_continue(&self) -> bool {
+        self.continuation != ContinuationStyle::None
     }
 
     /// The endpoint requests go to (`{base_url}/chat/completions`).
@@ -55,7 +69,11 @@ impl OpenAiClient {
         &self,
         req: &ChatRequest,
     ) -> Result<impl Stream<Item = Result<LlmEvent, LlmError>> + Send + 'static, LlmError> {
-        let mut builder = self.http.post(self.url.clone()).json(&RequestBody::streaming(req));
+        if req.continuation.is_some() && !self.can_continue() {
+            // Sent plainly, the server would start a new reply after the shown text: refuse instead.
+            return Err(LlmError::Config(format!("{} is not configured to continue a reply", self.url)));
+        }
+        let mut builder = self.http.post(self.url.clone()).json(&RequestBody::streaming(req, self.continuation));
         if let Some(key) = &self.api_key {
             // reqwest marks bearer headers sensitive, so they are redacted from its own Debug output too.
             builder = builder.bearer_auth(key.expose());

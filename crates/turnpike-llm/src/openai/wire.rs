@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::sse::SseEvent;
 use crate::stream::Decoder;
 pub use crate::stream::{parse_error_body, ChunkOutcome, ErrorObject};
-use crate::{ChatMessage, ChatRequest, LlmError, LlmEvent};
+use crate::{ChatMessage, ChatRequest, ContinuationStyle, LlmError, LlmEvent};
 
 /// The `data:` payload that ends an OpenAI stream.
 pub const DONE: &str = "[DONE]";
@@ -46,6 +46,9 @@ struct WireMessage<'a> {
     tool_calls: Vec<WireToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+    /// DeepSeek's and Mistral's continuation flag on the trailing assistant message.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    prefix: bool,
 }
 
 #[derive(Serialize)]
@@ -75,14 +78,33 @@ pub struct RequestBody<'a> {
     max_tokens: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f32>,
+    /// vLLM's continuation fields: write on from the trailing assistant message, no new turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continue_final_message: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    add_generation_prompt: Option<bool>,
 }
 
 impl<'a> RequestBody<'a> {
-    /// A streaming request that asks for the final usage chunk.
-    pub fn streaming(req: &'a ChatRequest) -> Self {
+    /// A streaming request that asks for the final usage chunk. A continuation is sent as a trailing
+    /// assistant message marked in `style`'s way (see [`crate::continuation`]); with
+    /// [`ContinuationStyle::None`] it is not sent (the client refuses such a request before this).
+    pub fn streaming(req: &'a ChatRequest, style: ContinuationStyle) -> Self {
+        let mut messages: Vec<WireMessage<'a>> = req.messages.iter().map(wire_message).collect();
+        let continuing = req.continuation.as_deref().filter(|_| style != ContinuationStyle::None);
+        if let Some(shown) = continuing {
+            messages.push(WireMessage {
+                role: crate::Role::Assistant,
+                content: shown,
+                tool_calls: Vec::new(),
+                tool_call_id: None,
+                prefix: style == ContinuationStyle::Prefix,
+            });
+        }
+        let vllm = continuing.is_some() && style == ContinuationStyle::Vllm;
         RequestBody {
             model: &req.model,
-            messages: req.messages.iter().map(wire_message).collect(),
+            messages,
             tools: req
                 .tools
                 .iter()
@@ -95,6 +117,8 @@ impl<'a> RequestBody<'a> {
             stream_options: Some(StreamOptions { include_usage: true }),
             max_tokens: req.max_tokens,
             temperature: req.temperature,
+            continue_final_message: vllm.then_some(true),
+            add_generation_prompt: vllm.then_some(false),
         }
     }
 }
@@ -113,6 +137,7 @@ fn wire_message(m: &ChatMessage) -> WireMessage<'_> {
             })
             .collect(),
         tool_call_id: m.tool_call_id.as_deref(),
+        prefix: false,
     }
 }
 
@@ -335,7 +360,7 @@ mod tests {
             description: "Order lookup".into(),
             parameters: serde_json::json!({"type": "object"}),
         });
-        let body = serde_json::to_value(RequestBody::streaming(&req)).unwrap();
+        let body = serde_json::to_value(RequestBody::streaming(&req, ContinuationStyle::None)).unwrap();
         assert_eq!(body["tools"][0]["function"]["name"], "lookup");
         assert_eq!(body["messages"][1]["tool_calls"][0]["function"]["arguments"], "{}");
         assert_eq!(
@@ -360,7 +385,7 @@ mod tests {
     #[test]
     fn streaming_body_asks_for_usage_and_omits_unset_options() {
         let req = ChatRequest::new("m", vec![ChatMessage::user("hi")]);
-        let body = serde_json::to_value(RequestBody::streaming(&req)).unwrap();
+        let body = serde_json::to_value(RequestBody::streaming(&req, ContinuationStyle::None)).unwrap();
         assert_eq!(
             body,
             serde_json::json!({
@@ -370,5 +395,27 @@ mod tests {
                 "stream_options": {"include_usage": true},
             })
         );
+    }
+
+    #[test]
+    fn a_continuation_is_a_trailing_assistant_message_marked_per_server() {
+        let req = ChatRequest::new("m", vec![ChatMessage::user("hi")]).continuing("Your parcel left ");
+        let body = |style| serde_json::to_value(RequestBody::streaming(&req, style)).unwrap();
+        let vllm = body(ContinuationStyle::Vllm);
+        assert_eq!(
+            vllm["messages"],
+            serde_json::json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Your parcel left "}])
+        );
+        assert_eq!((&vllm["continue_final_message"], &vllm["add_generation_prompt"]), (&true.into(), &false.into()));
+        let prefix = body(ContinuationStyle::Prefix);
+        assert_eq!(
+            prefix["messages"][1],
+            serde_json::json!({"role": "assistant", "content": "Your parcel left ", "prefix": true})
+        );
+        assert!(prefix.get("continue_final_message").is_none() && prefix.get("add_generation_prompt").is_none());
+        // A server that cannot continue is never sent half a request.
+        let none = body(ContinuationStyle::None);
+        assert_eq!(none["messages"].as_array().unwrap().len(), 1);
+        assert!(none.get("continue_final_message").is_none());
     }
 }

@@ -3,6 +3,7 @@
 
 mod budget;
 mod client_against_mock;
+mod continuation;
 mod failover;
 mod formats_against_mock;
 mod tools;
