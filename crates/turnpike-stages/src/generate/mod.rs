@@ -10,23 +10,29 @@
 //! by guard-out like a DELTA), so a reply that arrives whole is one record per reply topic.
 //!
 //! Commit point: until the first chunk is emitted, an LLM failure is retryable and invisible (the runner
-//! retries the prompt). Once text has left, the answer is never silently cut and never restarted: a failure
-//! ends the reply with an explicit incomplete notice, `finish_reason = "incomplete"`, and a handoff request.
-//! The same holds across crashes: a Redis counter per turn records how many chunks carrying model text
-//! (DELTAs, and a FINAL with the last words after them) were emitted; a redelivered prompt whose counter is
-//! non-zero is *not* regenerated (a new generation would differ from what the user already saw) but ended
-//! with the incomplete notice, numbered after the last chunk. A reply that leaves as a single FINAL (chunk
-//! 0) is not counted: redelivered, it is answered again, and deliver, which publishes one FINAL per turn,
-//! drops the second answer when the first reached it. Counting it would cost a Redis round trip per turn
-//! and turn a crash between the count and the emit into a notice and a handoff for a reply nobody saw.
-//! Refused, handed-off and human-owned turns are answered without calling the LLM.
+//! retries the prompt). Once text has left, the answer is never silently cut, never restarted and never
+//! duplicated: it is *resumed*. When the provider's stream fails after text left (`LlmError::Interrupted`),
+//! the tier's chain is asked to continue the text already emitted (a continuation request, see
+//! [`turnpike_llm::continuation`]: the same or the next deployment, breakers applying), at most
+//! `max_continuations` times; the continuation's text follows in chunks numbered after the last. The same
+//! holds across crashes: every DELTA's text is recorded in Redis before it is emitted, and how the reply
+//! ended before its FINAL is; a redelivered prompt with a record is not regenerated (a new generation would
+//! differ from what the user already saw) but replayed: its recorded chunks are emitted again with their
+//! indexes and texts (filling any the crash lost; downstream drops the others as re-releases), then its
+//! recorded ending, or else the continuation of the recorded text (see [`resume`]). Only when no
+//! continuation is possible (no deployment of the chain can continue, tools are configured) or it fails
+//! does the reply end as it did before this existed: an explicit incomplete notice, `finish_reason =
+//! "incomplete"`, and a handoff request. A reply that leaves as a single FINAL (chunk 0) is not recorded:
+//! redelivered, it is answered again, and deliver, which publishes one FINAL per turn, drops the second
+//! answer when the first reached it. Recording it would cost a Redis round trip per turn. Refused,
+//! handed-off and human-owned turns are answered without calling the LLM.
 //!
 //! The LLM call goes through the tier's failover chain ([`turnpike_llm::Chain`], configured by
 //! `TURNPIKE_LLM_CONFIG`, see [`turnpike_llm::config`]): retries and failover happen inside it, before the
-//! first text, and are invisible; a failure after the first text arrives as `LlmError::Interrupted` and
-//! ends the reply as above. Cost is computed from the provider's streamed usage with the configured prices.
+//! first text, and are invisible. Cost is computed from the provider's streamed usage with the configured
+//! prices; a call whose usage never came (a cut stream) is charged its reservation's estimate.
 //! With a `[budget]`, the tenant's and/or user's daily budget is reserved (an upper bound of the call's cost) before the
-//! call and settled from the usage after it (summed over the model calls of a tool loop), keyed by turn id; a turn over budget is answered with
+//! call and settled from the usage after it (summed over the model calls of a tool loop and of continuations), keyed by turn id; a turn over budget is answered with
 //! `budget_message` and `finish_reason = "budget_exceeded"`, without calling the LLM. With `[[tools]]`,
 //! the model's tool calls run between rounds (idempotent per turn, see [`turnpike_llm::tools`]); a model
 //! still calling tools after `max_tool_rounds` ends like a failed answer (apology, incomplete, handoff).
@@ -34,17 +40,21 @@
 //! Escalation from the cheap to the capable tier, and what a low-confidence reply does: see [`escalation`].
 
 mod escalation;
+mod resume;
 
 use std::time::{Duration, Instant};
 
 use crate::route::{signals, CompiledRoute, SignalKind, Tier};
-use crate::{session, Deps};
+use crate::Deps;
 use futures::StreamExt;
-use redis::AsyncCommands;
 use turnpike_core::{Classify, ErrorClass, PerTenant};
-use turnpike_llm::{BudgetError, Budgets, ChatMessage as LlmMessage, ChatRequest, LlmEvent, LlmRouter, Reservation};
+use turnpike_llm::{
+    Answer, BudgetError, Budgets, ChatMessage as LlmMessage, ChatRequest, LlmError, LlmEvent, LlmRouter, Reservation,
+};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
-use turnpike_schemas::{ChunkKind, HandoffKind, HandoffRequest, ReplyChunk, Role, RoutedPrompt, TurnAction, Usage};
+use turnpike_schemas::{ChunkKind, HandoffKind, HandoffRequest, Role, RoutedPrompt, TurnAction, Usage};
+
+use resume::{Chunks, Reason};
 
 // Prices moved to turnpike-llm (configurable there); re-exported for existing callers.
 pub use turnpike_llm::cost::{cost_micros, default_prices, Price};
@@ -63,6 +73,9 @@ pub struct Generate {
     /// After this long since the turn was received, retrying an LLM failure stops and the user gets an
     /// apology instead of an ever-longer wait.
     pub turn_deadline: Duration,
+    /// Continuation requests per processing of a turn (each with the chain's own retries and failover):
+    /// a provider that keeps cutting its streams ends in the apology, not in a loop.
+    pub max_continuations: u32,
     pub apology: String,
     pub budget_message: String,
     /// Each tenant's routing policy: its escalation settings and capable model.
@@ -82,66 +95,13 @@ impl Generate {
             max_chunk_delay: Duration::from_millis(50),
             max_partial_delay: Duration::from_millis(250),
             turn_deadline: Duration::from_secs(60),
+            max_continuations: 2,
             apology: "I'm sorry, I couldn't finish my answer. I'm passing your question to a member of our team."
                 .into(),
             budget_message: "I'm sorry, this service has reached its usage limit for today. Please try again later."
                 .into(),
             routes: PerTenant::default(),
         }
-    }
-}
-
-/// Builds chunk records for one turn and counts them in Redis (see the module comment).
-struct Chunks<'a> {
-    p: &'a RoutedPrompt,
-    next: i32,
-    redis: redis::aio::ConnectionManager,
-    counter: String,
-    /// The tier and model answering: the routed ones, or the capable ones after an escalation.
-    tier: String,
-    model: String,
-}
-
-impl Chunks<'_> {
-    /// Emits a DELTA and counts it; the count is written before the next chunk is made, so a crash can only
-    /// over-count (a gap downstream), never under-count (a duplicate).
-    async fn emit_delta(&mut self, out: &mut Emitter, text: String) -> Result<(), StageError> {
-        let chunk = self.make(ChunkKind::Delta, text);
-        self.count().await?;
-        out.emit(&chunk).await
-    }
-
-    /// Records in Redis that `self.next` chunks carrying model text were made (see the module comment).
-    async fn count(&mut self) -> Result<(), StageError> {
-        let _: () = redis::pipe()
-            .set(&self.counter, self.next)
-            .expire(&self.counter, 3600)
-            .query_async(&mut self.redis)
-            .await
-            .map_err(crate::redis_err)?;
-        Ok(())
-    }
-
-    fn make(&mut self, kind: ChunkKind, text: String) -> ReplyChunk {
-        let c = ReplyChunk {
-            tenant_id: self.p.tenant_id.clone(),
-            session_id: self.p.session_id.clone(),
-            turn_id: self.p.turn_id.clone(),
-            seq: self.p.seq,
-            chunk_index: self.next,
-            kind,
-            text,
-            action: self.p.action,
-            tier: Some(self.tier.clone()),
-            // The first chunk carries the sources for guard-out's grounding check (it keeps them for the
-            // turn's later chunks); the FINAL carries them to the client.
-            citations: if kind == ChunkKind::Final || self.next == 0 { self.p.citations.clone() } else { vec![] },
-            channel: self.p.channel.clone(),
-            received_at_ms: self.p.received_at_ms,
-            ..Default::default()
-        };
-        self.next += 1;
-        c
     }
 }
 
@@ -161,60 +121,161 @@ fn handoff(p: &RoutedPrompt, reason: &str) -> HandoffRequest {
     }
 }
 
+/// What the model calls of one reply have produced so far: the first call and any continuations.
+struct Progress {
+    /// Text arrived and not yet emitted.
+    buf: String,
+    last_flush: Instant,
+    /// From the first call to the first text, when this processing saw it (a replayed turn did not).
+    ttft_ms: Option<i32>,
+    started: Instant,
+    /// Summed over the calls that reported it, and its cost.
+    usage: Option<turnpike_llm::Usage>,
+    cost: i64,
+    /// The budget estimates charged for calls whose usage never came (cut streams).
+    unreported: i64,
+    finish: Option<String>,
+}
+
+/// How one call's stream ended.
+enum Pumped {
+    Finished,
+    ToolLimit,
+    Failed(LlmError),
+}
+
+fn llm_request(p: &RoutedPrompt, max_tokens: u32) -> ChatRequest {
+    let messages = p
+        .messages
+        .iter()
+        .map(|m| {
+            let role = match m.role {
+                Role::System => turnpike_llm::Role::System,
+                Role::User => turnpike_llm::Role::User,
+                Role::Assistant => turnpike_llm::Role::Assistant,
+                Role::Tool => turnpike_llm::Role::Tool,
+            };
+            LlmMessage::new(role, m.content.clone())
+        })
+        .collect();
+    let mut req = ChatRequest::new(p.model.clone(), messages);
+    // The cap is what makes a budget reservation an upper bound of the call's cost. Tools are set by the
+    // tool loop, when configured.
+    req.max_tokens = Some(max_tokens);
+    req
+}
+
 impl Stage for Generate {
     type In = RoutedPrompt;
 
     async fn process(&self, p: RoutedPrompt, out: &mut Emitter) -> Result<(), StageError> {
-        let counter = session::key(&p.tenant_id, &p.session_id, &format!("turn:{}:gen", p.turn_id));
-        let mut redis = self.deps.redis.clone();
-        let already: Option<i32> = redis.get(&counter).await.map_err(crate::redis_err)?;
-        let (tier, model) = (p.tier.clone(), p.model.clone());
-        let mut chunks = Chunks { p: &p, next: already.unwrap_or(0), redis, counter, tier, model };
-        if already.is_some_and(|n| n > 0) {
-            // Redelivered after text already left: end it, never restart it (on the tier that answered).
-            metrics::counter!("turnpike_generate_resumed_incomplete_total").increment(1);
+        let (mut chunks, record) = Chunks::load(&p, self.deps.redis.clone()).await?;
+        let mut req = llm_request(&p, self.llm.max_output_tokens);
+        let mut continuations = 0;
+        let opened = if record.is_empty() {
+            if p.action != TurnAction::Proceed {
+                let mut fin = chunks.make(ChunkKind::Final, p.reply_text.clone().unwrap_or_default());
+                fin.finish_reason = Some(format!("{:?}", p.action).to_lowercase());
+                return out.emit(&fin).await;
+            }
+            self.open(&p, &mut req, &mut chunks, out).await?
+        } else {
+            // Redelivered after text already left: never regenerated, replayed and resumed on the tier that
+            // answered (see the module comment).
             if signals::has(&self.deps, &p.tenant_id, &p.session_id, p.seq, SignalKind::Escalated).await? {
                 chunks.tier = Tier::Capable.name().into();
                 chunks.model = self.routes.get(&p.tenant_id).policy.capable_model.clone();
+                req.model = chunks.model.clone();
             }
-            return self.give_up(Ok(()), &mut chunks, out, &p).await;
-        }
-        if p.action != TurnAction::Proceed {
-            let mut fin = chunks.make(ChunkKind::Final, p.reply_text.clone().unwrap_or_default());
-            fin.finish_reason = Some(format!("{:?}", p.action).to_lowercase());
-            return out.emit(&fin).await;
-        }
-        let mut req = ChatRequest {
-            model: p.model.clone(),
-            messages: p
-                .messages
-                .iter()
-                .map(|m| {
-                    let role = match m.role {
-                        Role::System => turnpike_llm::Role::System,
-                        Role::User => turnpike_llm::Role::User,
-                        Role::Assistant => turnpike_llm::Role::Assistant,
-                        Role::Tool => turnpike_llm::Role::Tool,
-                    };
-                    LlmMessage::new(role, m.content.clone())
-                })
-                .collect(),
-            // The cap is what makes a budget reservation an upper bound of the call's cost.
-            max_tokens: Some(self.llm.max_output_tokens),
-            temperature: None,
-            // Set by the tool loop, when tools are configured.
-            tools: Vec::new(),
+            if self.replay(record, &mut chunks, out).await? {
+                return Ok(());
+            }
+            self.reopen(&p, &req, &mut chunks, out, &mut continuations).await?
         };
-        let Some((answer, reservation, started)) = self.open(&p, &mut req, &mut chunks, out).await? else {
-            return Ok(());
+        let Some((answer, reservation, started)) = opened else { return Ok(()) };
+        let estimate = reservation.as_ref().map_or(0, |r| r.estimate);
+        let mut progress = Progress {
+            buf: String::new(),
+            last_flush: Instant::now(),
+            ttft_ms: None,
+            started,
+            usage: None,
+            cost: 0,
+            unreported: 0,
+            finish: None,
         };
-        let labels =
-            [("tier", chunks.tier.clone()), ("provider", answer.provider.to_owned()), ("model", answer.model.clone())];
-        let mut stream = answer.events;
-        let (mut buf, mut last_flush, mut ttft_ms) = (String::new(), Instant::now(), None::<i32>);
-        // Everything shown, for the low-confidence check at the end.
-        let mut shown = String::new();
-        let (mut usage, mut finish) = (None, None);
+        let resumed = chunks.next > 0;
+        let mut answer = answer;
+        let (provider, model) = loop {
+            let labels = [
+                ("tier", chunks.tier.clone()),
+                ("provider", answer.provider.to_owned()),
+                ("model", answer.model.clone()),
+            ];
+            let (provider, model) = (answer.provider, answer.model.clone());
+            let failure = match self.pump(answer.events, &labels, resumed, &mut chunks, out, &mut progress).await? {
+                Pumped::Finished => break (provider, model),
+                Pumped::ToolLimit => None,
+                Pumped::Failed(e) => Some(e),
+            };
+            if !progress.buf.is_empty() {
+                chunks.emit_delta(out, std::mem::take(&mut progress.buf)).await?;
+            }
+            let Some(e) = failure else {
+                // The model kept calling tools: end like any other unfinished answer, charging the bound.
+                metrics::counter!("turnpike_llm_tool_limit_total", &labels).increment(1);
+                self.settle(reservation.as_ref(), estimate.max(progress.cost + progress.unreported)).await?;
+                return self.give_up(Ok(()), &mut chunks, out, &p).await;
+            };
+            // The provider's final usage never came: charge the estimate, the bound of what it bills.
+            progress.unreported += estimate;
+            // Text has left (a stream opens at its first text): this counts the error and never retries.
+            let retry = self.failure(&p, &e, true);
+            match self.resume(&req, &chunks, Reason::Interrupted, &mut continuations).await? {
+                Some(next) => answer = next,
+                None => {
+                    self.settle(reservation.as_ref(), progress.cost + progress.unreported).await?;
+                    return self.give_up(retry, &mut chunks, out, &p).await;
+                }
+            }
+        };
+        let finish = progress.finish.take().unwrap_or_else(|| "stop".into());
+        let shown = format!("{}{}", chunks.shown, progress.buf);
+        self.check_confidence(&p, &chunks.tier, &shown, &finish).await;
+        // The last words ride in the FINAL (one record fewer on each of the three reply topics per turn).
+        let generated = !progress.buf.is_empty();
+        let mut fin = chunks.make(ChunkKind::Final, std::mem::take(&mut progress.buf));
+        fin.generated = generated;
+        fin.finish_reason = Some(finish);
+        fin.model = Some(model);
+        fin.provider = Some(provider.into());
+        fin.ttft_ms = progress.ttft_ms;
+        if let Some(u) = progress.usage {
+            fin.usage = Some(Usage {
+                input_tokens: u.input_tokens as i32,
+                output_tokens: u.output_tokens as i32,
+                cached_input_tokens: u.cached_input_tokens as i32,
+                cost_usd_micros: progress.cost,
+            });
+        }
+        chunks.record_end(&fin).await?;
+        self.settle(reservation.as_ref(), progress.cost + progress.unreported).await?;
+        out.emit(&fin).await
+    }
+}
+
+impl Generate {
+    /// Streams one model call's events into chunks until it finishes or fails (see the module comment).
+    /// `resumed`: the reply's first text left in an earlier processing (no time to first token here).
+    async fn pump(
+        &self,
+        mut stream: turnpike_llm::EventStream,
+        labels: &[(&'static str, String); 3],
+        resumed: bool,
+        chunks: &mut Chunks<'_>,
+        out: &mut Emitter,
+        progress: &mut Progress,
+    ) -> Result<Pumped, StageError> {
         // An event read ahead while deciding whether to flush (see `ready_text`).
         let mut ahead = None;
         loop {
@@ -222,94 +283,83 @@ impl Stage for Generate {
                 Some(next) => next,
                 None => stream.next().await,
             };
-            let Some(ev) = next else { break };
+            let Some(ev) = next else { return Ok(Pumped::Finished) };
             match ev {
                 Ok(LlmEvent::TextDelta(t)) => {
-                    shown.push_str(&t);
-                    buf.push_str(&t);
-                    if ttft_ms.is_none() {
-                        let ms = started.elapsed().as_millis() as i32;
-                        ttft_ms = Some(ms);
-                        metrics::histogram!("turnpike_llm_ttft_seconds", &labels).record(ms as f64 / 1000.0);
-                        last_flush = Instant::now();
+                    progress.buf.push_str(&t);
+                    if progress.ttft_ms.is_none() && !resumed {
+                        let ms = progress.started.elapsed().as_millis() as i32;
+                        progress.ttft_ms = Some(ms);
+                        metrics::histogram!("turnpike_llm_ttft_seconds", labels).record(ms as f64 / 1000.0);
+                        progress.last_flush = Instant::now();
                     }
                     // guard-out releases whole sentences only: a chunk leaves when it completes a sentence
                     // (the first at once, later ones at most every `max_chunk_delay`), unfinished text only
                     // after `max_partial_delay` (a run-on reply still reaches guard-out's length cut).
-                    let complete = turnpike_guard::output::next_sentence(&buf, usize::MAX).is_some();
-                    let since = last_flush.elapsed();
+                    let buf = &progress.buf;
+                    let complete = turnpike_guard::output::next_sentence(buf, usize::MAX).is_some();
+                    let since = progress.last_flush.elapsed();
                     let due = (complete && (chunks.next == 0 || since >= self.max_chunk_delay))
                         || since >= self.max_partial_delay
                         || buf.len() >= self.max_chunk_chars;
                     if due && !ready_text(&mut stream, &mut ahead, buf.len(), self.max_chunk_chars) {
-                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
-                        last_flush = Instant::now();
+                        chunks.emit_delta(out, std::mem::take(&mut progress.buf)).await?;
+                        progress.last_flush = Instant::now();
                     }
                 }
                 Ok(LlmEvent::Usage { input_tokens, output_tokens, cached_input_tokens }) => {
-                    // One per model call: a tool loop makes several, all paid for.
-                    let u = usage.get_or_insert(turnpike_llm::Usage::default());
+                    // One per model call: a tool loop and continuations make several, all paid for.
+                    let call = turnpike_llm::Usage { input_tokens, output_tokens, cached_input_tokens };
+                    progress.cost += self.account(labels, &call);
+                    let u = progress.usage.get_or_insert(turnpike_llm::Usage::default());
                     u.input_tokens += input_tokens;
                     u.output_tokens += output_tokens;
                     u.cached_input_tokens += cached_input_tokens;
-                    self.flush_unless_ending(&mut stream, &mut ahead, &mut buf, &mut chunks, out).await?;
+                    self.flush_unless_ending(&mut stream, &mut ahead, &mut progress.buf, chunks, out).await?;
                 }
                 // The tool loop consumes tool calls; any left over are not reply text.
                 Ok(LlmEvent::ToolCallDelta { .. }) => {}
-                Ok(LlmEvent::Finish { reason }) if reason == "tool_limit" => {
-                    // The model kept calling tools: end like any other unfinished answer.
-                    let charged = reservation.as_ref().map_or(0, |r| r.estimate);
-                    if !buf.is_empty() {
-                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
-                    }
-                    self.settle(reservation.as_ref(), charged).await?;
-                    metrics::counter!("turnpike_llm_tool_limit_total", &labels).increment(1);
-                    return self.give_up(Ok(()), &mut chunks, out, &p).await;
-                }
+                Ok(LlmEvent::Finish { reason }) if reason == "tool_limit" => return Ok(Pumped::ToolLimit),
                 Ok(LlmEvent::Finish { reason }) => {
-                    finish = Some(reason);
-                    self.flush_unless_ending(&mut stream, &mut ahead, &mut buf, &mut chunks, out).await?;
+                    progress.finish = Some(reason);
+                    self.flush_unless_ending(&mut stream, &mut ahead, &mut progress.buf, chunks, out).await?;
                 }
-                Err(e) => {
-                    let emitted = chunks.next > 0 || !buf.is_empty();
-                    if !buf.is_empty() {
-                        chunks.emit_delta(out, std::mem::take(&mut buf)).await?;
-                    }
-                    // The provider's final usage never came: charge the reservation, the bound of what it bills.
-                    let charged = reservation.as_ref().map_or(0, |r| r.estimate);
-                    self.settle(reservation.as_ref(), charged).await?;
-                    return self.give_up(self.failure(&p, &e, emitted), &mut chunks, out, &p).await;
-                }
+                Err(e) => return Ok(Pumped::Failed(e)),
             }
         }
-        let finish = finish.unwrap_or_else(|| "stop".into());
-        self.check_confidence(&p, &chunks.tier, &shown, &finish).await;
-        // The last words ride in the FINAL (one record fewer on each of the three reply topics per turn).
-        // After DELTAs they are counted like one, so a redelivered prompt ends with the notice instead of
-        // answering again. A reply that is this FINAL alone is not counted (see the module comment).
-        let generated = !buf.is_empty();
-        let whole_reply = chunks.next == 0;
-        let mut fin = chunks.make(ChunkKind::Final, buf);
-        fin.generated = generated;
-        if generated && !whole_reply {
-            chunks.count().await?;
+    }
+
+    /// After a crash: continues the replayed text (see [`resume`]) with a budget reservation of its own
+    /// kind (the turn's, found again by its id); `None` when the turn was ended instead.
+    async fn reopen(
+        &self,
+        p: &RoutedPrompt,
+        req: &ChatRequest,
+        chunks: &mut Chunks<'_>,
+        out: &mut Emitter,
+        continuations: &mut u32,
+    ) -> Result<Option<(Answer, Option<Reservation>, Instant)>, StageError> {
+        let started = Instant::now();
+        let id = match chunks.tier == p.tier {
+            true => p.turn_id.clone(),
+            false => format!("{}:escalated", p.turn_id),
+        };
+        let reservation = match self.reserve(self.llm.chain(&chunks.tier), req, p, &id).await? {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                tracing::info!(tenant = %p.tenant_id, %refusal, "Resumed turn refused by its budget.");
+                self.give_up(Ok(()), chunks, out, p).await?;
+                return Ok(None);
+            }
+        };
+        match self.resume(req, chunks, Reason::Crash, continuations).await? {
+            Some(answer) => Ok(Some((answer, reservation, started))),
+            None => {
+                self.settle(reservation.as_ref(), reservation.as_ref().map_or(0, |r| r.estimate)).await?;
+                self.give_up(Ok(()), chunks, out, p).await?;
+                Ok(None)
+            }
         }
-        fin.finish_reason = Some(finish);
-        fin.model = Some(answer.model.clone());
-        fin.provider = Some(answer.provider.into());
-        fin.ttft_ms = ttft_ms;
-        let mut cost = 0;
-        if let Some(u) = usage {
-            cost = self.account(&labels, &u);
-            fin.usage = Some(Usage {
-                input_tokens: u.input_tokens as i32,
-                output_tokens: u.output_tokens as i32,
-                cached_input_tokens: u.cached_input_tokens as i32,
-                cost_usd_micros: cost,
-            });
-        }
-        self.settle(reservation.as_ref(), cost).await?;
-        out.emit(&fin).await
     }
 }
 
@@ -445,8 +495,8 @@ impl Generate {
         cost
     }
 
-    /// Ends a turn whose LLM call failed for good (or after text already left): apology, explicit
-    /// incomplete marker, handoff. `retry` carries the runner-level retry when the failure is invisible.
+    /// Ends a turn whose LLM call failed for good (or after text already left and could not be
+    /// continued): apology, explicit incomplete marker, handoff. `retry` carries the runner-level retry when the failure is invisible.
     async fn give_up(
         &self,
         retry: Result<(), StageError>,
@@ -459,6 +509,8 @@ impl Generate {
         let mut fin = chunks.make(ChunkKind::Final, self.apology.clone());
         fin.finish_reason = Some("incomplete".into());
         fin.model = Some(chunks.model.clone());
+        // After text left, a redelivery must end the reply the same way, not try to continue it.
+        chunks.record_end(&fin).await?;
         out.emit(&fin).await?;
         out.emit(&handoff(p, "llm_failure")).await
     }
