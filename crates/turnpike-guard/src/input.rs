@@ -9,7 +9,7 @@ use crate::normalize::fold;
 use crate::policy::{CompiledPolicy, StopAction};
 use crate::text::{is_garbage, language, token_estimate};
 use crate::topic::TopicOutcome;
-use crate::{Guard, SessionPii, Trigger};
+use crate::{semantic, Embedding, Guard, SessionPii, Trigger};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum InputAction {
@@ -31,11 +31,47 @@ pub struct InputVerdict {
     /// ISO 639-3 code when the policy restricts languages and the detector is confident (unrestricted
     /// policies skip detection).
     pub language: Option<&'static str>,
+    /// The heads' probabilities when the model checks ran on this message.
+    pub model: Option<ModelScores>,
+}
+
+/// What the heads on the message's embedding said (probabilities in [0, 1]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelScores {
+    pub injection: f32,
+    pub handoff: f32,
+    pub abuse: f32,
 }
 
 impl Guard {
+    /// The pattern checks only (no embedding).
     pub fn check_input(&self, policy: &CompiledPolicy, text: &str, session: &mut SessionPii) -> InputVerdict {
+        self.check_input_with(policy, text, session, None)
+    }
+
+    /// Every input check; `embedding` is the message's (from [`Guard::embed`], computed once per turn and
+    /// shared by every model check). Without one, or with the policy's `model.enabled` off, only the patterns
+    /// run. A model verdict adds to the patterns': injection stops the turn when the patterns or the
+    /// injection head say so, a request for a human hands off when a phrase or the handoff head says so.
+    pub fn check_input_with(
+        &self,
+        policy: &CompiledPolicy,
+        text: &str,
+        session: &mut SessionPii,
+        embedding: Option<&Embedding>,
+    ) -> InputVerdict {
         let p = &policy.policy;
+        let scores = match (&self.model, embedding) {
+            (Some(m), Some(e)) if p.model.enabled => {
+                let head = |name: &str| {
+                    m.heads.get(name).and_then(|h| h.probability(&e.0).map(|s| (s, h.threshold))).unwrap_or((0.0, 1.1))
+                };
+                Some((head(semantic::INJECTION), head(semantic::HANDOFF), head(semantic::ABUSE)))
+            }
+            _ => None,
+        };
+        // (probability, threshold) per head; a policy threshold replaces the trained one.
+        let fires = |(s, t): (f32, f32), policy_t: Option<f32>| s >= policy_t.unwrap_or(t);
         let mut triggers = Vec::new();
         let mut action = InputAction::Proceed;
         let mut reply: Option<String> = None;
@@ -76,11 +112,26 @@ impl Guard {
             let extra = policy.injection_extra.first(&folded.text).is_some();
             let r = self.injection.score(text, extra, p.injection.classifier_threshold);
             injection_score = r.score;
-            if r.score >= p.injection.threshold {
+            let mut families = if r.score >= p.injection.threshold { r.families.clone() } else { vec![] };
+            if let Some((inj, _, _)) = scores {
+                injection_score = injection_score.max(inj.0);
+                if fires(inj, p.model.injection_threshold) {
+                    families.push("model");
+                }
+            }
+            if !families.is_empty() {
                 let verdict = if p.injection.action == StopAction::Handoff { "handoff" } else { "refuse" };
-                let mut t = Trigger::new("injection", verdict, r.families.join(","));
-                t.score = Some(r.score);
+                let mut t = Trigger::new("injection", verdict, families.join(","));
+                t.score = Some(injection_score);
                 stop(p.injection.action, &p.refusal_line, &mut triggers, t);
+            }
+        }
+        if let Some((_, _, abuse)) = scores {
+            if fires(abuse, p.model.abuse_threshold) {
+                let verdict = if p.model.abuse_action == StopAction::Handoff { "handoff" } else { "refuse" };
+                let mut t = Trigger::new("abuse", verdict, "model");
+                t.score = Some(abuse.0);
+                stop(p.model.abuse_action, &p.model.abuse_line, &mut triggers, t);
             }
         }
 
@@ -108,6 +159,10 @@ impl Guard {
 
         if let Some(phrase) = policy.handoff.first(&folded.text) {
             stop(StopAction::Handoff, "", &mut triggers, Trigger::new("handoff_request", "handoff", phrase));
+        } else if let Some((_, handoff, _)) = scores.filter(|(_, h, _)| fires(*h, p.model.handoff_threshold)) {
+            let mut t = Trigger::new("handoff_request", "handoff", "model");
+            t.score = Some(handoff.0);
+            stop(StopAction::Handoff, "", &mut triggers, t);
         }
 
         let masked_text = if p.pii.enabled {
@@ -121,7 +176,17 @@ impl Guard {
             text.to_string()
         };
 
-        InputVerdict { action, masked_text, reply, triggers, injection_score, token_estimate: tokens, language: lang }
+        let model = scores.map(|(i, h, a)| ModelScores { injection: i.0, handoff: h.0, abuse: a.0 });
+        InputVerdict {
+            action,
+            masked_text,
+            reply,
+            triggers,
+            injection_score,
+            token_estimate: tokens,
+            language: lang,
+            model,
+        }
     }
 }
 

@@ -16,15 +16,17 @@ pub mod normalize;
 pub mod output;
 pub mod pii;
 pub mod policy;
+pub mod semantic;
 pub mod text;
 pub mod topic;
 pub mod vault;
 mod words;
 
-pub use input::{InputAction, InputVerdict};
+pub use input::{InputAction, InputVerdict, ModelScores};
 pub use output::{CheckerState, OutputChecker, OutputVerdict, Release};
 pub use pii::{PiiKind, SessionPii};
 pub use policy::{CompiledPolicy, PolicyError, TenantPolicy};
+pub use turnpike_embed::{EmbedError, Embedding, Encoder, EncoderConfig};
 pub use vault::{InMemoryVault, PiiVault, VaultError};
 
 use injection::InjectionDetector;
@@ -52,11 +54,18 @@ impl Trigger {
     }
 }
 
-/// The process-wide detectors (compiled patterns shared by all tenants). Cheap to share behind an `Arc`.
+/// The process-wide detectors (compiled patterns shared by all tenants, and the sentence encoder with its
+/// heads when loaded). Cheap to share behind an `Arc`.
 pub struct Guard {
     pub(crate) injection: InjectionDetector,
     pub(crate) pii: PiiDetector,
     pub(crate) output: output::OutputPatterns,
+    pub(crate) model: Option<Model>,
+}
+
+pub(crate) struct Model {
+    pub(crate) encoder: Encoder,
+    pub(crate) heads: semantic::Heads,
 }
 
 impl Guard {
@@ -67,6 +76,38 @@ impl Guard {
             injection: InjectionDetector::new()?,
             pii: PiiDetector::new()?,
             output: output::OutputPatterns::new()?,
+            model: None,
         })
+    }
+
+    /// Adds the model checks: the encoder and the shipped heads (`semantic_heads.txt`).
+    pub fn with_encoder(mut self, encoder: Encoder) -> Result<Self, PolicyError> {
+        let heads = semantic::Heads::shipped().map_err(PolicyError::Invalid)?;
+        self.model = Some(Model { encoder, heads });
+        Ok(self)
+    }
+
+    /// The guard with the model checks when `TURNPIKE_MODEL_DIR` (and `ORT_DYLIB_PATH`) name usable files,
+    /// else with pattern checks only; the second value says which and why, for the caller to log loudly.
+    pub fn from_env() -> Result<(Self, Result<String, String>), PolicyError> {
+        let guard = Guard::new()?;
+        let encoder = EncoderConfig::from_env().and_then(|cfg| Encoder::load(&cfg));
+        match encoder {
+            Ok(e) => {
+                let name = e.name().to_string();
+                Ok((guard.with_encoder(e)?, Ok(name)))
+            }
+            Err(e) => Ok((guard, Err(e.to_string()))),
+        }
+    }
+
+    pub fn model_loaded(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// The message's embedding for [`Guard::check_input_with`]: `Ok(None)` without a model. CPU-bound
+    /// (~1-6 ms): async callers run it on a blocking thread.
+    pub fn embed(&self, text: &str) -> Result<Option<Embedding>, EmbedError> {
+        self.model.as_ref().map(|m| m.encoder.embed(text)).transpose()
     }
 }

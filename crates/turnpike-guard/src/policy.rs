@@ -50,6 +50,38 @@ pub struct TenantPolicy {
     pub refusal_line: String,
     pub handoff_line: String,
     pub output: OutputPolicy,
+    /// The checks on the sentence embedding (when the encoder is loaded; see `semantic`).
+    pub model: ModelPolicy,
+}
+
+/// The model checks' thresholds and actions. A threshold left out uses the head's trained one (in
+/// `semantic_heads.txt`); 1.0 turns that check off. Model verdicts add to the pattern checks: a turn is
+/// stopped when either stops it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelPolicy {
+    pub enabled: bool,
+    pub injection_threshold: Option<f32>,
+    pub handoff_threshold: Option<f32>,
+    pub abuse_threshold: Option<f32>,
+    /// What a message that abuses the assistant gets (its own line, `abuse_line`, on refuse).
+    pub abuse_action: StopAction,
+    pub abuse_line: String,
+}
+
+impl Default for ModelPolicy {
+    fn default() -> Self {
+        ModelPolicy {
+            enabled: true,
+            injection_threshold: None,
+            handoff_threshold: None,
+            abuse_threshold: None,
+            abuse_action: StopAction::Refuse,
+            abuse_line: "I'm here to help with your questions, and I'd like to keep this conversation respectful. \
+                         What can I do for you?"
+                .into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +185,7 @@ impl Default for TenantPolicy {
                            so you won't need to repeat yourself."
                 .into(),
             output: OutputPolicy::default(),
+            model: ModelPolicy::default(),
         }
     }
 }
@@ -241,6 +274,15 @@ impl CompiledPolicy {
         }
         if !(0.0..=1.0).contains(&policy.output.harm_threshold) {
             return Err(PolicyError::Invalid("output.harm_threshold must be within [0, 1]".into()));
+        }
+        for (name, t) in [
+            ("model.injection_threshold", policy.model.injection_threshold),
+            ("model.handoff_threshold", policy.model.handoff_threshold),
+            ("model.abuse_threshold", policy.model.abuse_threshold),
+        ] {
+            if t.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+                return Err(PolicyError::Invalid(format!("{name} must be within [0, 1]")));
+            }
         }
         if policy.limits.max_chars == 0 || policy.output.max_sentence_chars < 40 {
             return Err(PolicyError::Invalid("limits.max_chars > 0 and output.max_sentence_chars >= 40".into()));

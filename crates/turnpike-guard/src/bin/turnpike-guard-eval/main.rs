@@ -13,9 +13,14 @@
 //! classifier's weights (default `crates/turnpike-guard/src/injection_model.txt`; trained on the dev half of
 //! the attack sets and chatterbot-corpus, never on the held-out half or the benign sets reported here). Both
 //! print 5-fold cross-validation on their training data; `--epochs/--lr/--l2/--bias` override the settings.
+//! `turnpike-guard-eval train-heads [--cache DIR] [--out FILE] [--report-only]` evaluates the semantic heads
+//! (injection, request for a human, abuse) leave-one-source-out on the sentence embedding, then trains them
+//! on everything into `src/semantic_heads.txt` (needs the encoder: `eval "$(deploy/local/models.sh)"`).
 
 mod benign;
 mod data;
+mod heads;
+mod heads_data;
 mod output_eval;
 mod pii_gen;
 mod train;
@@ -82,6 +87,20 @@ fn run() -> Result<(), String> {
         Some("train") => {
             args.next();
             train_out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/output/harm_model.txt")));
+        }
+        Some("train-heads") => {
+            args.next();
+            let mut cache = PathBuf::from("target/guard-eval-data");
+            let mut out = Some(PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src/semantic_heads.txt")));
+            while let Some(a) = args.next() {
+                match a.as_str() {
+                    "--cache" => cache = args.next().map(PathBuf::from).ok_or("--cache needs a directory")?,
+                    "--out" => out = Some(args.next().map(PathBuf::from).ok_or("--out needs a file")?),
+                    "--report-only" => out = None,
+                    other => return Err(format!("unknown argument {other}")),
+                }
+            }
+            return heads::run(&cache, out.as_deref());
         }
         Some("train-injection") => {
             args.next();

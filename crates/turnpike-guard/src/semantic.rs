@@ -1,0 +1,210 @@
+//! Heads on the sentence embedding: small logistic regressions over the encoder's unit vector (see
+//! `turnpike-embed`), one per question guard-in asks of a user message.
+//!
+//! Guarantee: the heads are data, not code: [`Heads::shipped`] parses the committed `semantic_heads.txt`
+//! (written by `turnpike-guard-eval train-heads`, which states its sources and figures), and a head whose
+//! dimension differs from the embedding's scores nothing rather than misreading it. Scoring is a dot product
+//! per head (384 multiply-adds), so every head together costs microseconds once the embedding exists.
+
+use std::fmt::Write as _;
+
+/// Names of the heads, also their check names in triggers.
+pub const INJECTION: &str = "injection";
+pub const HANDOFF: &str = "handoff_request";
+pub const ABUSE: &str = "abuse";
+
+/// One logistic regression: `p = sigmoid(w·x + b)`, with the threshold chosen at training time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Head {
+    pub name: String,
+    pub weights: Vec<f32>,
+    pub bias: f32,
+    /// The probability at or above which the head says yes (a policy may override it).
+    pub threshold: f32,
+}
+
+impl Head {
+    pub fn probability(&self, x: &[f32]) -> Option<f32> {
+        if x.len() != self.weights.len() {
+            return None;
+        }
+        let z: f32 = self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f32>() + self.bias;
+        Some(sigmoid(z))
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Every head the input checks use, by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Heads {
+    pub heads: Vec<Head>,
+    /// The header comment of the file (sources, figures), kept for `--version`-style reports.
+    pub provenance: String,
+}
+
+const MAGIC: &str = "turnpike-semantic-heads v1";
+
+impl Heads {
+    /// The heads committed with this crate.
+    pub fn shipped() -> Result<Heads, String> {
+        Heads::parse(include_str!("semantic_heads.txt"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Head> {
+        self.heads.iter().find(|h| h.name == name)
+    }
+
+    /// Format: a magic line, `#` comment lines, then per head one line `head NAME DIM BIAS THRESHOLD` and one
+    /// line of DIM weights.
+    pub fn parse(text: &str) -> Result<Heads, String> {
+        let mut lines = text.lines();
+        if lines.next() != Some(MAGIC) {
+            return Err(format!("not a heads file (first line must be `{MAGIC}`)"));
+        }
+        let mut heads = Vec::new();
+        let mut provenance = String::new();
+        while let Some(line) = lines.next() {
+            if let Some(c) = line.strip_prefix('#') {
+                provenance.push_str(c.trim());
+                provenance.push('\n');
+                continue;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let [_, name, dim, bias, threshold] = f[..] else {
+                return Err(format!("expected `head NAME DIM BIAS THRESHOLD`, got `{line}`"));
+            };
+            let num = |s: &str| s.parse::<f32>().map_err(|e| format!("{name}: {s}: {e}"));
+            let dim: usize = dim.parse().map_err(|e| format!("{name}: dim {dim}: {e}"))?;
+            let weights = lines
+                .next()
+                .ok_or(format!("{name}: weights missing"))?
+                .split_whitespace()
+                .map(num)
+                .collect::<Result<Vec<f32>, String>>()?;
+            if weights.len() != dim {
+                return Err(format!("{name}: {} weights, expected {dim}", weights.len()));
+            }
+            heads.push(Head { name: name.to_string(), weights, bias: num(bias)?, threshold: num(threshold)? });
+        }
+        Ok(Heads { heads, provenance })
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut s = format!("{MAGIC}\n");
+        for l in self.provenance.lines() {
+            let _ = writeln!(s, "# {l}");
+        }
+        for h in &self.heads {
+            let _ = writeln!(s, "head {} {} {} {}", h.name, h.weights.len(), h.bias, h.threshold);
+            let w: Vec<String> = h.weights.iter().map(|w| format!("{w:.5}")).collect();
+            let _ = writeln!(s, "{}", w.join(" "));
+        }
+        s
+    }
+}
+
+/// Training settings of [`train`]: full-batch gradient descent on the class-balanced log loss with L2.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainParams {
+    pub epochs: usize,
+    pub learning_rate: f32,
+    pub l2: f32,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams { epochs: 400, learning_rate: 2.0, l2: 1e-3 }
+    }
+}
+
+/// Fits a logistic regression on `(vector, label)` pairs. Each class weighs half of the loss whatever its
+/// size, so a head trained on 5,000 benign and 300 positive messages is not a constant "no". Deterministic
+/// (no shuffling, zero start), so the same data gives the same file.
+pub fn train(name: &str, examples: &[(&[f32], bool)], p: TrainParams) -> Head {
+    let dim = examples.first().map(|(x, _)| x.len()).unwrap_or(0);
+    let pos = examples.iter().filter(|(_, y)| *y).count().max(1) as f32;
+    let neg = examples.iter().filter(|(_, y)| !*y).count().max(1) as f32;
+    let (wp, wn) = (0.5 / pos, 0.5 / neg);
+    let mut w = vec![0.0f32; dim];
+    let mut b = 0.0f32;
+    let mut grad = vec![0.0f32; dim];
+    for _ in 0..p.epochs {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        let mut gb = 0.0f32;
+        for (x, y) in examples {
+            let z: f32 = w.iter().zip(x.iter()).map(|(a, v)| a * v).sum::<f32>() + b;
+            let (target, weight) = if *y { (1.0, wp) } else { (0.0, wn) };
+            let err = (sigmoid(z) - target) * weight;
+            grad.iter_mut().zip(x.iter()).for_each(|(g, v)| *g += err * v);
+            gb += err;
+        }
+        w.iter_mut().zip(&grad).for_each(|(a, g)| *a -= p.learning_rate * (g + p.l2 * *a));
+        b -= p.learning_rate * gb;
+    }
+    Head { name: name.to_string(), weights: w, bias: b, threshold: 0.5 }
+}
+
+/// The lowest threshold at which at most `max_fpr` of `benign` scores reach it (ties counted), so a head's
+/// false-positive rate on its training negatives is bounded; clamped to [0.5, 0.99].
+pub fn threshold_for_fpr(head: &Head, benign: &[&[f32]], max_fpr: f32) -> f32 {
+    let mut scores: Vec<f32> = benign.iter().filter_map(|x| head.probability(x)).collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (max_fpr * scores.len() as f32).floor() as usize;
+    let t = scores.get(allowed).map(|s| s + 1e-4).unwrap_or(0.5);
+    t.clamp(0.5, 0.99)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: [f32; 3]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn training_separates_two_directions_and_the_threshold_bounds_false_positives() {
+        let pos: Vec<Vec<f32>> = (0..20).map(|i| unit([1.0, 0.1 * (i % 5) as f32, 0.2])).collect();
+        let neg: Vec<Vec<f32>> = (0..200).map(|i| unit([0.1 * (i % 7) as f32 - 0.3, 1.0, 0.2])).collect();
+        let mut ex: Vec<(&[f32], bool)> = pos.iter().map(|v| (v.as_slice(), true)).collect();
+        ex.extend(neg.iter().map(|v| (v.as_slice(), false)));
+        let head = train("t", &ex, TrainParams::default());
+        assert!(pos.iter().all(|v| head.probability(v).unwrap() > 0.5));
+        assert!(neg.iter().all(|v| head.probability(v).unwrap() < 0.5));
+        let benign: Vec<&[f32]> = neg.iter().map(Vec::as_slice).collect();
+        let t = threshold_for_fpr(&head, &benign, 0.0);
+        assert!(neg.iter().all(|v| head.probability(v).unwrap() < t));
+        // A vector of another dimension is not scored.
+        assert_eq!(head.probability(&[1.0, 0.0]), None);
+    }
+
+    #[test]
+    fn heads_round_trip_through_text_and_reject_malformed_files() {
+        let h = Heads {
+            heads: vec![Head { name: "abuse".into(), weights: vec![0.5, -1.25, 0.0], bias: -0.5, threshold: 0.7 }],
+            provenance: "trained on things\nsecond line".into(),
+        };
+        let back = Heads::parse(&h.to_text()).unwrap();
+        assert_eq!(back.get("abuse"), h.get("abuse"));
+        assert_eq!(back.provenance, "trained on things\nsecond line\n");
+        assert!(Heads::parse("nonsense").is_err());
+        assert!(Heads::parse(&format!("{MAGIC}\nhead x 3 0 0.5\n1 2\n")).is_err());
+    }
+
+    #[test]
+    fn shipped_heads_parse_and_cover_every_check() {
+        let h = Heads::shipped().unwrap();
+        for name in [INJECTION, HANDOFF, ABUSE] {
+            let head = h.get(name).unwrap_or_else(|| panic!("{name} head missing"));
+            assert_eq!(head.weights.len(), 384);
+            assert!((0.5..1.0).contains(&head.threshold));
+        }
+    }
+}
