@@ -7,13 +7,17 @@
 //! every later topic see only tokens such as `[EMAIL_1]`), topic boundary, length, language and garbage.
 //! The user's message is written to the transcript here, after masking. Triggers carry no raw PII. Each
 //! tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
+//! With the encoder loaded (`TURNPIKE_MODEL_DIR`, `ORT_DYLIB_PATH`; `deploy/local/models.sh`), the message is
+//! embedded once and the heads on it (injection, request for a human, abuse aimed at the bot) add their
+//! verdicts to the patterns'; without it the stage still runs, pattern checks only, says so at start-up and
+//! reports `turnpike_guard_model_loaded 0`.
 
 use crate::audit::{self, AuditSite};
 use crate::{store_err, Deps};
 use std::sync::Arc;
 use turnpike_core::PerTenant;
 use turnpike_guard::vault::RedisVault;
-use turnpike_guard::{CompiledPolicy, Guard, InputAction, PiiVault};
+use turnpike_guard::{CompiledPolicy, Embedding, Guard, InputAction, PiiVault};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{
     AcceptedTurn, GuardTrigger, GuardedTurn, HandoffKind, HandoffRequest, SessionOwner, TurnAction,
@@ -30,11 +34,42 @@ pub struct GuardIn {
 impl GuardIn {
     /// The guard with the tenants' policies and the Redis vault (values kept as long as the session's state).
     pub async fn new(deps: Deps, redis_url: &str, policies: PerTenant<CompiledPolicy>) -> Result<Self, StageError> {
-        let guard = Guard::new().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
+        let (guard, model) = Guard::from_env().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
+        // Loud on purpose: without the encoder the injection, request-for-a-human and abuse heads are off and
+        // only the pattern checks run; the gauge lets a dashboard alert on it.
+        match &model {
+            Ok(name) => tracing::info!(model = %name, "Input model checks are on."),
+            Err(error) => tracing::error!(
+                %error,
+                "INPUT MODEL CHECKS ARE OFF: guard-in runs pattern checks only. Fetch the files with \
+                 deploy/local/models.sh and set TURNPIKE_MODEL_DIR and ORT_DYLIB_PATH."
+            ),
+        }
+        metrics::gauge!("turnpike_guard_model_loaded").set(if model.is_ok() { 1.0 } else { 0.0 });
         let vault = RedisVault::connect(redis_url, crate::session::SESSION_TTL_SECS as i64)
             .await
             .map_err(|e| StageError::retryable("redis", e.to_string()))?;
         Ok(GuardIn { deps, guard: Arc::new(guard), policies, vault })
+    }
+}
+
+impl GuardIn {
+    /// The message's embedding, once per turn for every model check, on a blocking thread (1-6 ms of CPU).
+    /// An encoder error costs this turn its model checks, not the turn: the patterns still run, and it is
+    /// logged and counted.
+    async fn embed(&self, text: &str) -> Option<Embedding> {
+        let (guard, text) = (self.guard.clone(), text.to_string());
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || guard.embed(&text)).await;
+        metrics::histogram!("turnpike_guard_embed_seconds").record(started.elapsed().as_secs_f64());
+        let error = match result {
+            Ok(Ok(e)) => return e,
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%error, "The encoder failed on a message; its model checks are skipped.");
+        metrics::counter!("turnpike_guard_embed_errors_total").increment(1);
+        None
     }
 }
 
@@ -56,7 +91,13 @@ impl Stage for GuardIn {
         } else {
             let mut pii =
                 self.vault.load(&vault_key).await.map_err(|e| StageError::retryable("pii_vault", e.to_string()))?;
-            let verdict = self.guard.check_input(self.policies.get(&turn.tenant_id), &turn.text, &mut pii);
+            let policy = self.policies.get(&turn.tenant_id);
+            let embedding = if self.guard.model_loaded() && policy.policy.model.enabled {
+                self.embed(&turn.text).await
+            } else {
+                None
+            };
+            let verdict = self.guard.check_input_with(policy, &turn.text, &mut pii, embedding.as_ref());
             let minted = pii.take_new();
             if !minted.is_empty() {
                 // Stored before anything masked leaves this stage, so every token can be revealed later.
