@@ -6,6 +6,7 @@
 //! Injection is scored on the raw text (masking must not hide an attack) but reported without it.
 
 use crate::normalize::fold;
+use crate::pii::PiiSpan;
 use crate::policy::{CompiledPolicy, StopAction};
 use crate::text::{is_garbage, language, token_estimate};
 use crate::topic::TopicOutcome;
@@ -33,6 +34,8 @@ pub struct InputVerdict {
     pub language: Option<&'static str>,
     /// The heads' probabilities when the model checks ran on this message.
     pub model: Option<ModelScores>,
+    /// Where the masked values were, as byte spans of the input with their kind (no values).
+    pub pii_spans: Vec<PiiSpan>,
 }
 
 /// What the heads on the message's embedding said (probabilities in [0, 1]).
@@ -165,11 +168,13 @@ impl Guard {
             stop(StopAction::Handoff, "", &mut triggers, t);
         }
 
+        let mut pii_spans = Vec::new();
         let masked_text = if p.pii.enabled {
             let (masked, found) = self.pii.mask(text, &policy.pii_kinds, session);
-            for (kind, token) in found {
+            for (span, token) in found {
                 // The token, not the value: triggers go to logs and audit.
-                triggers.push(Trigger::new("pii", "mask", format!("{}:{token}", kind.label())));
+                triggers.push(Trigger::new("pii", "mask", format!("{}:{token}", span.kind.label())));
+                pii_spans.push(span);
             }
             masked
         } else {
@@ -186,6 +191,7 @@ impl Guard {
             token_estimate: tokens,
             language: lang,
             model,
+            pii_spans,
         }
     }
 }

@@ -280,13 +280,13 @@ impl PiiDetector {
         kept
     }
 
-    /// Replaces each span by its session token; returns the masked text and (kind, token) per span.
+    /// Replaces each span by its session token; returns the masked text and (span, token) per span.
     pub(crate) fn mask(
         &self,
         text: &str,
         kinds: &[PiiKind],
         session: &mut SessionPii,
-    ) -> (String, Vec<(PiiKind, String)>) {
+    ) -> (String, Vec<(PiiSpan, String)>) {
         let spans = self.detect(text, kinds);
         let mut out = String::with_capacity(text.len());
         let mut last = 0;
@@ -295,8 +295,8 @@ impl PiiDetector {
             out.push_str(&text[last..s.start]);
             let token = session.token_for(s.kind, &text[s.start..s.end]);
             out.push_str(&token);
-            found.push((s.kind, token));
             last = s.end;
+            found.push((s, token));
         }
         out.push_str(&text[last..]);
         (out, found)

@@ -3,6 +3,7 @@
 
 mod admin;
 mod chat;
+mod guard_check;
 mod knowledge;
 
 use clap::{Parser, Subcommand};
@@ -80,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         action: knowledge::KnowledgeAction,
     },
+    /// guard-in's input checks outside the pipeline.
+    Guard {
+        #[command(subcommand)]
+        action: GuardAction,
+    },
     /// Everything a fresh cluster needs: validate, create topics, register schemas, migrate.
     Setup {
         /// CQL replication map for a new keyspace.
@@ -124,6 +130,18 @@ struct RunArgs {
     /// `batch.size=65536`; the settings the delivery guarantees rest on are refused at start-up).
     #[arg(long = "kafka-set", value_parser = turnpike::pipeline::parse_kafka_setting)]
     kafka_set: Vec<(String, String)>,
+}
+
+#[derive(Subcommand)]
+enum GuardAction {
+    /// JSON lines `{"text": ..., "session": optional}` on stdin → one JSON line per input on stdout: the
+    /// action, every trigger (check, verdict, detail, score), the masked text and the PII spans
+    /// `[start, end, KIND]` in character offsets, with the tenant's policy (TURNPIKE_TENANTS_CONFIG) and the
+    /// model checks when TURNPIKE_MODEL_DIR is set.
+    Check {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -274,6 +292,7 @@ fn main() -> ExitCode {
                     .await
             }
             Command::Knowledge { action } => knowledge::run(action),
+            Command::Guard { action: GuardAction::Check { tenant } } => guard_check::run(tenant),
             Command::Setup { replication } => {
                 admin::apply(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
                 admin::register(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;
