@@ -253,6 +253,8 @@ class ReplyConsumer:
             # Offsets are stored by `done` after the caller handled a record, committed every second.
             "enable.auto.commit": True,
             "enable.auto.offset.store": False,
+            # deliver writes in Kafka transactions: read only committed replies, each exactly once.
+            "isolation.level": "read_committed",
         }
         conf.update(config or {})
         self.topic = topic

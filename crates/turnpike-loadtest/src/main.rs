@@ -237,6 +237,8 @@ async fn main() -> anyhow::Result<()> {
         .into_iter()
         .collect::<ClientConfig>()
         .set("group.id", format!("{prefix}-meter"))
+        // deliver writes in transactions: only committed replies, each once.
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")
         .create()?;

@@ -46,6 +46,10 @@ pub struct RunnerConfig {
     pub instance_id: Option<String>,
     /// librdkafka settings applied last, for both clients (tuning only; guarantees are not overridable).
     pub kafka_overrides: Vec<(String, String)>,
+    /// Kafka transactions around outputs and input offsets (the topology's `exactly_once`).
+    pub exactly_once: bool,
+    /// This process's part of the `transactional.id` when no `instance_id` is set (unique per process).
+    pub process_id: String,
 }
 
 /// Why a configuration cannot be built.
@@ -64,7 +68,9 @@ pub enum ConfigError {
 }
 
 /// Settings the runner's guarantees rest on.
-const PROTECTED: [&str; 6] = [
+const PROTECTED: [&str; 8] = [
+    "transactional.id",
+    "transaction.timeout.ms",
     "enable.auto.offset.store",
     "enable.idempotence",
     "partitioner",
@@ -106,6 +112,8 @@ impl RunnerConfig {
             dlq_max_per_minute: 600,
             instance_id: None,
             kafka_overrides: Vec::new(),
+            exactly_once: s.exactly_once,
+            process_id: process_id(),
         })
     }
 
@@ -118,6 +126,11 @@ impl RunnerConfig {
             return Err(ConfigError::Protected(k.clone()));
         }
         Ok(())
+    }
+
+    /// The producer's `transactional.id` in exactly-once mode: group and instance id (or process id).
+    pub fn transactional_id(&self) -> String {
+        format!("{}.{}", self.group_id, self.instance_id.as_deref().unwrap_or(&self.process_id))
     }
 
     /// Where the brokers are and how to log in: what every client of the runner starts from.
@@ -134,8 +147,12 @@ impl RunnerConfig {
         let mut c = self.client_config();
         c.set("group.id", &self.group_id)
             .set("client.id", format!("turnpike-{}", self.stage))
-            .set("enable.auto.commit", "true")
+            // In exactly-once mode offsets go with the transaction, never through the consumer.
+            .set("enable.auto.commit", (!self.exactly_once).to_string())
             .set("auto.commit.interval.ms", "1000")
+            // Records of aborted transactions are never processed (and open ones wait): an input written
+            // transactionally counts only once committed. Costs nothing on topics written without them.
+            .set("isolation.level", "read_committed")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
@@ -179,9 +196,21 @@ impl RunnerConfig {
             // traffic), set it back with `turnpike stage ... --kafka-set compression.type=lz4`.
             .set("compression.type", "none")
             .set("message.timeout.ms", "30000");
+        if self.exactly_once {
+            // Stable per instance, so a restarted instance fences its predecessor and aborts its open
+            // transaction at once; without an instance id, a crashed process's open transaction holds
+            // read_committed readers of its output partitions until the transaction timeout.
+            c.set("transactional.id", self.transactional_id()).set("transaction.timeout.ms", "60000");
+        }
         for (k, v) in &self.kafka_overrides {
             c.set(k, v);
         }
         c
     }
+}
+
+/// An id unique to this process among the stage's instances: process id and start time.
+fn process_id() -> String {
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("p{}-{}", std::process::id(), started.as_micros())
 }

@@ -6,6 +6,7 @@
 //! on a runtime worker would stall the very tasks it waits for.
 
 use crate::tracker::{Admit, PartitionTracker};
+use crate::txn::Txn;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
@@ -27,6 +28,8 @@ pub(crate) struct Assigned {
     pub paused: bool,
     /// Cancels this assignment's tasks once a drain gives up on them.
     pub cancel: CancellationToken,
+    /// Exactly-once mode: the next offset to send with the open transaction (see [`crate::txn`]).
+    pub txn_next: Option<i64>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,8 @@ pub(crate) struct Shared {
     pub stage: &'static str,
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
+    /// Exactly-once mode: offsets go with the transaction instead of the consumer's own commits.
+    pub txn: Option<Arc<Txn>>,
 }
 
 impl Shared {
@@ -53,17 +58,16 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits until none of `partitions` has work in flight or the drain deadline passes, then forgets them
-    /// (cancelling whatever still runs: the next owner reprocesses it). Returns how many messages were
-    /// abandoned.
-    pub fn drain_and_forget(&self, partitions: &[i32]) -> usize {
+    /// Waits until none of `partitions` has work in flight or the drain deadline passes. Returns how many
+    /// messages are still in flight (abandoned: the next owner reprocesses them).
+    fn drain(&self, partitions: &[i32]) -> usize {
         let deadline = Instant::now() + self.drain_timeout;
         let mut st = self.lock();
         loop {
             let busy: usize =
                 partitions.iter().filter_map(|p| st.partitions.get(p)).map(|a| a.tracker.in_flight()).sum();
             if busy == 0 {
-                break;
+                return 0;
             }
             let now = Instant::now();
             if now >= deadline {
@@ -72,7 +76,7 @@ impl Shared {
                     in_flight = busy,
                     "Drain deadline passed; abandoning in-flight work to the next owner."
                 );
-                break;
+                return busy;
             }
             st = self
                 .progress
@@ -80,11 +84,45 @@ impl Shared {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        let mut abandoned = 0;
+    }
+
+    fn knows_any(&self, partitions: &[i32]) -> bool {
+        let st = self.lock();
+        partitions.iter().any(|p| st.partitions.contains_key(p))
+    }
+
+    /// Forgets `partitions`, cancelling whatever still runs for them.
+    fn forget(&self, partitions: &[i32]) {
+        let mut st = self.lock();
         for p in partitions {
             if let Some(a) = st.partitions.remove(p) {
-                abandoned += a.tracker.in_flight();
                 a.cancel.cancel();
+            }
+        }
+    }
+
+    /// Lets `partitions` go (revoke, shutdown): drains them, makes their completed offsets durable (a
+    /// synchronous consumer commit, or the transaction's commit in exactly-once mode), then forgets them.
+    /// In exactly-once mode, abandoned work may have emitted into the open transaction without its offset,
+    /// so the transaction is aborted instead (and the runner restarts). Returns the abandoned count.
+    pub fn release(&self, consumer: &RunnerConsumer, partitions: &[i32]) -> usize {
+        let abandoned = self.drain(partitions);
+        match &self.txn {
+            None => {
+                commit_sync(consumer, self.stage);
+                self.forget(partitions);
+            }
+            // Nothing of these partitions is known any more (the consumer's close after the runner already
+            // released everything, possibly on a runtime thread): nothing to commit, and no gate to wait for.
+            Some(_) if !self.knows_any(partitions) => {}
+            Some(txn) => {
+                if abandoned > 0 {
+                    txn.break_with("work abandoned at the drain deadline");
+                }
+                if let Err(e) = txn.commit(consumer, self) {
+                    tracing::warn!(stage = self.stage, error = %e, "Transaction not committed at release.");
+                }
+                self.forget(partitions);
             }
         }
         abandoned
@@ -102,6 +140,7 @@ impl Shared {
                     tracker: PartitionTracker::default(),
                     paused: false,
                     cancel: CancellationToken::new(),
+                    txn_next: None,
                 },
             );
         }
@@ -150,8 +189,7 @@ impl ConsumerContext for RunnerContext {
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 let parts = partitions_of(tpl);
-                let abandoned = self.shared.drain_and_forget(&parts);
-                commit_sync(consumer, self.shared.stage);
+                let abandoned = self.shared.release(consumer, &parts);
                 metrics::counter!("turnpike_rebalances_total", "stage" => self.shared.stage, "kind" => "revoke")
                     .increment(1);
                 tracing::info!(stage = self.shared.stage, partitions = ?parts, abandoned, "Partitions revoked after draining.");
@@ -243,9 +281,18 @@ pub(crate) fn poll_loop(
     for p in &parts {
         set_paused(&consumer, &shared.topic, *p, true);
     }
-    let abandoned = shared.drain_and_forget(&parts);
-    commit_sync(&consumer, shared.stage);
+    let abandoned = shared.release(&consumer, &parts);
     tracing::info!(stage = shared.stage, abandoned, "Consumer drained and committed.");
+}
+
+/// Closes the consumer (leaving the group) and serves its last callbacks, as dropping it would; for a
+/// runner that starts a new consumer in the same process while this one may still be referenced.
+pub(crate) fn close(consumer: &RunnerConsumer) {
+    if consumer.close_queue().is_ok() {
+        while !consumer.closed() {
+            consumer.poll(Duration::from_millis(100));
+        }
+    }
 }
 
 pub(crate) fn set_paused(consumer: &RunnerConsumer, topic: &str, partition: i32, pause: bool) {

@@ -8,6 +8,7 @@ pub mod metrics_exporter;
 mod runner;
 mod stage;
 mod tracker;
+mod txn;
 
 pub use config::{ConfigError, RunnerConfig};
 pub use runner::{check_input_schema, now_ms, run, run_with, RunnerError, SharedProducer};

@@ -13,15 +13,21 @@
 //!   Fatal: drain, commit and return an error (the binary exits non-zero).
 //! - **Clean hand-over.** On revoke and on shutdown, in-flight work is drained up to `drain_timeout`,
 //!   offsets are committed synchronously, and only then are partitions released.
+//! - **Exactly once, where declared.** A stage marked `exactly_once` in the topology produces in Kafka
+//!   transactions that carry its input offsets (see [`crate::txn`]): `read_committed` consumers of its
+//!   outputs see each record once, whatever crashes. An aborted transaction restarts the runner in-process
+//!   from the committed offsets.
 
 use crate::config::{ConfigError, RunnerConfig};
 use crate::consumer::{self, Dispatch, RunnerConsumer, RunnerContext, Shared};
 use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Source, Stage, StageError};
+use crate::txn::{self, Txn, TxnError};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::Message;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::OwnedRwLockReadGuard;
 use tokio_util::sync::CancellationToken;
 use turnpike_core::{Classify, ErrorClass};
 use turnpike_schemas::{Codec, DeadLetter, Record};
@@ -41,11 +47,14 @@ pub enum RunnerError {
     Fatal { stage: &'static str, code: &'static str, message: String },
     #[error("runner thread failed: {0}")]
     Thread(String),
+    /// A transaction was aborted: this run ends and the runner starts again from the committed offsets.
+    #[error("stage {stage}: {reason}")]
+    Restart { stage: &'static str, reason: String },
 }
 
 /// Per-stage processing state shared by all session tasks.
 struct Worker<S: Stage> {
-    stage: S,
+    stage: Arc<S>,
     cfg: RunnerConfig,
     routes: OutputRoutes,
     consumer: Arc<RunnerConsumer>,
@@ -53,6 +62,8 @@ struct Worker<S: Stage> {
     dlq_window: Mutex<(Instant, u32)>,
     fatal: OnceLock<StageError>,
     stop: CancellationToken,
+    /// Exactly-once mode: the transaction the outputs and offsets go into.
+    txn: Option<Arc<Txn>>,
 }
 
 /// One Kafka producer for the stages of one process (`turnpike run`): their records leave in common
@@ -84,7 +95,8 @@ pub async fn run<S: Stage>(stage: S, cfg: RunnerConfig, shutdown: CancellationTo
     run_with(stage, cfg, None, shutdown).await
 }
 
-/// [`run`], producing through `shared` when given (stages of one process), else through a producer of its own.
+/// [`run`], producing through `shared` when given (stages of one process), else through a producer of its
+/// own. An exactly-once stage always has a transactional producer of its own.
 pub async fn run_with<S: Stage>(
     stage: S,
     cfg: RunnerConfig,
@@ -93,10 +105,48 @@ pub async fn run_with<S: Stage>(
 ) -> Result<(), RunnerError> {
     cfg.check()?;
     stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
+    let stage = Arc::new(stage);
+    let result = loop {
+        match run_once(stage.clone(), &cfg, shared.clone(), &shutdown).await {
+            Err(RunnerError::Restart { reason, .. }) if !shutdown.is_cancelled() => {
+                metrics::counter!("turnpike_runner_restarts_total", "stage" => cfg.stage).increment(1);
+                tracing::warn!(stage = cfg.stage, reason, "Restarting from the committed offsets.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(RunnerError::Restart { .. }) => break Ok(()),
+            other => break other,
+        }
+    };
+    stage.on_close().await;
+    tracing::info!(stage = cfg.stage, "Stage stopped.");
+    result
+}
+
+/// One life of the consumer and producer, until shutdown, a fatal error or an aborted transaction.
+async fn run_once<S: Stage>(
+    stage: Arc<S>,
+    cfg: &RunnerConfig,
+    shared: Option<SharedProducer>,
+    shutdown: &CancellationToken,
+) -> Result<(), RunnerError> {
     let codec = Codec::new(&cfg.registry_url, cfg.registry_login.as_ref(), Duration::from_secs(5))?;
-    let producer: FutureProducer = match shared {
-        Some(SharedProducer(p)) => p,
-        None => cfg.producer_config().create()?,
+    // A fatal error in any task (or an aborted transaction) stops this run through this token, without
+    // touching `shutdown`.
+    let stop = shutdown.child_token();
+    let (producer, txn): (FutureProducer, _) = if cfg.exactly_once {
+        let producer: FutureProducer = cfg.producer_config().create()?;
+        let txn_stop = stop.clone();
+        let txn = tokio::task::spawn_blocking(move || Txn::start(producer, txn_stop))
+            .await
+            .map_err(|e| RunnerError::Thread(e.to_string()))?
+            .map_err(|e| RunnerError::Fatal { stage: cfg.stage, code: "txn_init", message: e.to_string() })?;
+        let txn = Arc::new(txn);
+        (txn.producer.clone(), Some(txn))
+    } else {
+        match shared {
+            Some(SharedProducer(p)) => (p, None),
+            None => (cfg.producer_config().create()?, None),
+        }
     };
     let shared = Arc::new(Shared {
         state: Default::default(),
@@ -105,13 +155,12 @@ pub async fn run_with<S: Stage>(
         stage: cfg.stage,
         max_in_flight: cfg.max_in_flight_per_partition,
         drain_timeout: cfg.drain_timeout,
+        txn: txn.clone(),
     });
     let consumer: RunnerConsumer =
         cfg.consumer_config().create_with_context(RunnerContext { shared: shared.clone() })?;
     rdkafka::consumer::Consumer::subscribe(&consumer, &[cfg.input_topic.as_str()])?;
     let consumer = Arc::new(consumer);
-    // A fatal error in any task stops the whole stage through this token, without touching `shutdown`.
-    let stop = shutdown.child_token();
     let routes =
         OutputRoutes { producer: producer.clone(), codec, topics: Arc::new(cfg.outputs.clone()), stage: cfg.stage };
     let worker = Arc::new(Worker {
@@ -123,8 +172,9 @@ pub async fn run_with<S: Stage>(
         dlq_window: Mutex::new((Instant::now(), 0)),
         fatal: OnceLock::new(),
         stop: stop.clone(),
+        txn: txn.clone(),
     });
-    tracing::info!(stage = cfg.stage, input = %cfg.input_topic, group = %cfg.group_id, "Stage started.");
+    tracing::info!(stage = cfg.stage, input = %cfg.input_topic, group = %cfg.group_id, exactly_once = cfg.exactly_once, "Stage started.");
 
     let ticker = {
         let (worker, stop) = (worker.clone(), stop.clone());
@@ -139,6 +189,10 @@ pub async fn run_with<S: Stage>(
             }
         })
     };
+    // The committer outlives the poll thread: the poll thread's last act is a commit through it.
+    let commit_stop = CancellationToken::new();
+    let committer =
+        txn.clone().map(|t| tokio::spawn(txn::committer(t, consumer.clone(), shared.clone(), commit_stop.clone())));
 
     let handle = tokio::runtime::Handle::current();
     let poll = {
@@ -158,40 +212,70 @@ pub async fn run_with<S: Stage>(
         .map_err(|e| RunnerError::Thread(e.to_string()))?
         .map_err(|_| RunnerError::Thread("poll thread panicked".into()))?;
     stop.cancel();
+    commit_stop.cancel();
+    if let Some(c) = committer {
+        let _ = c.await;
+    }
     let _ = ticker.await;
-    let flush = producer.clone();
-    let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
-    worker.stage.on_close().await;
-    tracing::info!(stage = cfg.stage, "Stage stopped.");
-    match worker.fatal.get() {
-        Some(e) => Err(RunnerError::Fatal { stage: cfg.stage, code: e.code(), message: e.to_string() }),
-        None => Ok(()),
+    if let Some(e) = worker.fatal.get() {
+        return Err(RunnerError::Fatal { stage: cfg.stage, code: e.code(), message: e.to_string() });
+    }
+    match txn.as_ref().and_then(|t| t.outcome()) {
+        Some(TxnError::Fatal(message)) => Err(RunnerError::Fatal { stage: cfg.stage, code: "txn_failed", message }),
+        Some(TxnError::Aborted(reason)) => {
+            // Leave the group now, so the next consumer of this process is not kept waiting for this one.
+            let _ = tokio::task::spawn_blocking(move || consumer::close(&consumer)).await;
+            Err(RunnerError::Restart { stage: cfg.stage, reason })
+        }
+        None => {
+            if txn.is_none() {
+                let flush = producer.clone();
+                let _ = tokio::task::spawn_blocking(move || flush.flush(Duration::from_secs(10))).await;
+            }
+            Ok(())
+        }
     }
 }
 
-/// Processes a session's messages one after another, in offset order, storing offsets as they complete.
+/// Processes a session's messages one after another, in offset order, storing offsets as they complete
+/// (recording them for the transaction in exactly-once mode).
 async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
     let Dispatch { partition, epoch, key, mut message, cancel } = d;
     loop {
         let offset = message.offset();
         let outcome = tokio::select! {
-            r = w.handle(&message) => r,
+            // Checked first: a task cancelled while it waited for the transaction gate must not start.
+            biased;
             // Revoked or shut down past the drain deadline: the next owner reprocesses this message.
             _ = cancel.cancelled() => return,
+            r = w.handle(&message) => r,
         };
-        if let Err(e) = outcome {
-            tracing::error!(stage = w.cfg.stage, code = e.code(), error = %e, "Fatal error; stopping the stage.");
-            let _ = w.fatal.set(e);
-            w.stop.cancel();
-            return;
-        }
+        let permit = match outcome {
+            Ok(permit) => permit,
+            Err(e) if e.code() == TXN_BROKEN => return,
+            Err(e) => {
+                tracing::error!(stage = w.cfg.stage, code = e.code(), error = %e, "Fatal error; stopping the stage.");
+                let _ = w.fatal.set(e);
+                w.stop.cancel();
+                return;
+            }
+        };
         let next = {
             let mut st = w.shared.lock();
-            let Some(a) = st.partitions.get_mut(&partition).filter(|a| a.epoch == epoch) else { return };
+            let Some(a) = st.partitions.get_mut(&partition).filter(|a| a.epoch == epoch) else {
+                if let (Some(txn), Some(_)) = (&w.txn, &permit) {
+                    // Its outputs are in the open transaction, its offset can no longer be: abort.
+                    txn.break_with("a record finished after its partition was let go");
+                }
+                return;
+            };
             let next = a.tracker.complete(&key, offset);
             // Stored under the lock so two sessions finishing together can never store out of order.
             if let Some(commit) = a.tracker.take_commit() {
-                consumer::store(&w.consumer, &w.cfg.input_topic, partition, commit);
+                match &w.txn {
+                    Some(_) => a.txn_next = Some(commit),
+                    None => consumer::store(&w.consumer, &w.cfg.input_topic, partition, commit),
+                }
             }
             if a.paused && a.tracker.in_flight() <= w.cfg.max_in_flight_per_partition / 2 {
                 consumer::set_paused(&w.consumer, &w.cfg.input_topic, partition, false);
@@ -201,6 +285,11 @@ async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
             metrics::gauge!("turnpike_stage_in_flight", "stage" => w.cfg.stage).set(total as f64);
             next
         };
+        if let Some(txn) = &w.txn {
+            txn.recorded.notify_one();
+        }
+        // The offset is recorded: the transaction may now commit this record's outputs.
+        drop(permit);
         w.shared.progress.notify_all();
         match next {
             Some(m) => message = m,
@@ -209,32 +298,50 @@ async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
     }
 }
 
+/// The code of the error that ends a task whose transaction was broken (the runner restarts).
+const TXN_BROKEN: &str = "txn_broken";
+
 impl<S: Stage> Worker<S> {
-    /// Processes one message to completion: success, or dead-lettered. Only a fatal error comes back.
-    async fn handle(&self, message: &OwnedMessage) -> Result<(), StageError> {
+    /// Processes one message to completion: success, or dead-lettered. Only a fatal error comes back. In
+    /// exactly-once mode, returns the gate permit held since before the first emit: the caller records the
+    /// offset, then drops it.
+    async fn handle(&self, message: &OwnedMessage) -> Result<Option<OwnedRwLockReadGuard<()>>, StageError> {
         let stage = self.cfg.stage;
         metrics::counter!("turnpike_stage_messages_in_total", "stage" => stage).increment(1);
         let started = Instant::now();
         let mut attempt: u32 = 0;
         loop {
-            let mut ids = None;
-            let result = self.try_once(message, &mut ids).await;
+            let permit = match &self.txn {
+                Some(txn) => Some(txn.gate.clone().read_owned().await),
+                None => None,
+            };
+            let (mut ids, mut emitted) = (None, 0);
+            let result = self.try_once(message, &mut ids, &mut emitted).await;
             let Err(e) = result else {
                 metrics::histogram!("turnpike_stage_processing_seconds", "stage" => stage)
                     .record(started.elapsed().as_secs_f64());
-                return Ok(());
+                return Ok(permit);
             };
             metrics::counter!("turnpike_stage_errors_total", "stage" => stage, "error_type" => e.class().as_str(), "error_code" => e.code())
                 .increment(1);
+            if let (Some(txn), true) = (&self.txn, emitted > 0 && e.class() != ErrorClass::Fatal) {
+                // Part of this record's outputs are in the open transaction: trying again would repeat them.
+                txn.break_with("a record failed after emitting");
+                return Err(StageError::retryable(TXN_BROKEN, e.to_string()));
+            }
             match e.class() {
                 ErrorClass::Retryable => {
+                    drop(permit);
                     let backoff = self.cfg.retry_min.saturating_mul(1u32 << attempt.min(16)).min(self.cfg.retry_max);
                     tracing::warn!(stage, code = e.code(), error = %e, attempt, backoff_ms = backoff.as_millis() as u64,
                         partition = message.partition(), offset = message.offset(), "Retryable error; backing off.");
                     attempt = attempt.saturating_add(1);
                     tokio::time::sleep(backoff).await;
                 }
-                ErrorClass::Poison => return self.dead_letter(message, &e, ids).await,
+                ErrorClass::Poison => {
+                    self.dead_letter(message, &e, ids).await?;
+                    return Ok(permit);
+                }
                 ErrorClass::Fatal => return Err(e),
             }
         }
@@ -244,6 +351,7 @@ impl<S: Stage> Worker<S> {
         &self,
         message: &OwnedMessage,
         ids: &mut Option<(String, String, String)>,
+        emitted: &mut usize,
     ) -> Result<(), StageError> {
         let Some(key) = message.key() else {
             return Err(StageError::poison(
@@ -265,8 +373,9 @@ impl<S: Stage> Worker<S> {
         let source =
             Source { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
         let mut out = Emitter::new(self.routes.clone(), key.to_vec(), source);
-        let result = self.stage.process(input.clone(), &mut out).await;
+        let result = self.stage.process(input, &mut out).await;
         let pending = out.take_pending();
+        *emitted = pending.len();
         result?;
         for (topic, delivery) in pending {
             match delivery.await {
@@ -275,7 +384,7 @@ impl<S: Stage> Worker<S> {
                 Err(_) => return Err(StageError::retryable("delivery", format!("{topic}: delivery cancelled"))),
             }
         }
-        self.stage.on_acknowledged(&input).await
+        Ok(())
     }
 
     /// Writes a dead letter and waits for its acknowledgement; retries until it is written (a dead letter

@@ -24,14 +24,6 @@ pub trait Stage: Send + Sync + 'static {
     /// downstream stages must be idempotent); poison → dead-lettered; fatal → the process exits.
     fn process(&self, input: Self::In, out: &mut Emitter) -> impl Future<Output = Result<(), StageError>> + Send;
 
-    /// Called after every record emitted for `input` was acknowledged by Kafka, just before its offset is
-    /// stored. For marking side effects done that must not be marked before the outputs are durable (deliver
-    /// uses it to record that a turn's final reply was published).
-    fn on_acknowledged(&self, input: &Self::In) -> impl Future<Output = Result<(), StageError>> + Send {
-        let _ = input;
-        async { Ok(()) }
-    }
-
     /// Called once before consuming starts (prepare statements, warm caches).
     fn on_start(&self) -> impl Future<Output = Result<(), StageError>> + Send {
         async { Ok(()) }

@@ -1,17 +1,18 @@
 //! deliver: checked reply chunk → outbound reply, and the assistant's message into the transcript.
 //!
-//! Guarantee: every chunk reaches the outbound topic, in order per session; a turn's FINAL is published once:
-//! a Redis marker (the turn's seq, a field of the session's `finals` hash) is set after Kafka acknowledged
-//! the FINAL, and a redelivered FINAL finds it and is skipped. One hash per session rather than one key per
-//! turn: the markers outlive any plausible redelivery (7 days), and at 1M conversations a day of ~5 turns a
-//! key per turn meant ~35M keys of ~100 bytes each, where a small hash stores a field in a few bytes.
-//! (The marker is written right after the acknowledgement, so a crash in the ~1 ms between the two can
-//! still repeat a FINAL; clients de-duplicate by (turn_id, kind). Closing that window needs a Kafka
-//! transaction around produce and offset commit, noted for the runner.) The reply's text is gathered
-//! from the chunks in a Redis hash keyed by (turn, chunk index), so a crash mid-turn loses no text and a
-//! chunk seen before is published again only when it is a redelivery of the very record that stored it (its
-//! first publication may not have been acknowledged), never when upstream re-emitted it. The transcript row
-//! is an idempotent upsert keyed by (seq, role).
+//! Guarantee: every chunk reaches the outbound topic, in order per session, each chunk index of a turn and
+//! its FINAL once. deliver runs `exactly_once` (topology): its outbound records and its input offsets commit
+//! in one Kafka transaction, so a crash or restart of deliver repeats nothing a `read_committed` reader sees
+//! (the redelivered inputs' first outputs were aborted). Upstream repeats are dropped here: a chunk index
+//! or FINAL that arrives again from another input position (guard-out re-released it after a crash: the
+//! same bytes, see guard_out) is not published again. The record of what was published is in Redis: the
+//! turn's chunks in a hash keyed by chunk index, and the FINALs in one hash per session keyed by turn seq
+//! (one hash rather than a key per turn: ~35M keys a day at 1M conversations), each value naming the input
+//! position that published it, so a redelivery of *that* record (whose first publication was aborted)
+//! publishes again. Without transactions (a topology without `exactly_once`) the same record can repeat
+//! after a crash and readers de-duplicate by (turn_id, chunk_index) and turn_id. The reply's text is
+//! gathered from the chunk hash for the transcript; the transcript row is an idempotent upsert keyed by
+//! (seq, role).
 //! After the transcript write, a turn that went to the model is appended to the session's memory in Redis
 //! (user message and reply, keyed by seq and role: idempotent), before the offset is stored.
 
@@ -25,6 +26,9 @@ use turnpike_store::TranscriptRow;
 /// Turn buffers outlive any plausible reply; the marker outlives any plausible redelivery.
 const TURN_TTL_SECS: u64 = 3600;
 const FINAL_TTL_SECS: u64 = 7 * 24 * 3600;
+/// A finished turn's buffer is kept this long for a redelivery of its FINAL (an aborted transaction is
+/// retried within seconds; a crashed instance restarts within minutes), then expires.
+const DONE_TURN_TTL_SECS: i64 = 300;
 /// Separates the source position that first stored a chunk from its text in the turn buffer.
 const SEP: char = '\u{1f}';
 
@@ -73,10 +77,10 @@ impl Stage for Deliver {
 
     async fn process(&self, c: CheckedReplyChunk, out: &mut Emitter) -> Result<(), StageError> {
         let mut redis = self.deps.pool.clone();
+        let src = out.source();
+        let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
         if c.kind == ChunkKind::Delta {
             let key = chunks_key(&c);
-            let src = out.source();
-            let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
             let (fresh, _): (bool, bool) = redis::pipe()
                 .hset_nx(&key, c.chunk_index, format!("{position}{SEP}{}", c.text))
                 .expire(&key, TURN_TTL_SECS as i64)
@@ -94,18 +98,20 @@ impl Stage for Deliver {
             return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
         }
         // One round trip for all three: the done marker, the turn's buffered chunks, the user's message.
-        let (done, parts, pending_user): (bool, BTreeMap<i32, String>, Option<String>) = redis::pipe()
-            .hexists(finals_key(&c), c.seq)
-            .hgetall(chunks_key(&c))
-            .get(crate::assemble::pending_user_key(&c.tenant_id, &c.session_id, &c.turn_id))
-            .query_async(&mut redis)
-            .await
-            .map_err(redis_err)?;
-        if done {
+        let (published_from, parts, pending_user): (Option<String>, BTreeMap<i32, String>, Option<String>) =
+            redis::pipe()
+                .hget(finals_key(&c), c.seq)
+                .hgetall(chunks_key(&c))
+                .get(crate::assemble::pending_user_key(&c.tenant_id, &c.session_id, &c.turn_id))
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_err)?;
+        if published_from.is_some_and(|p| p != position) {
             metrics::counter!("turnpike_deliver_duplicate_finals_total").increment(1);
             return Ok(());
         }
         if c.action == TurnAction::Human {
+            self.mark_final(&c, &position).await?;
             let mut status = outbound(&c, OutboundKind::Status, String::new());
             status.status = Some("forwarded_to_agent".into());
             return out.emit(&status).await;
@@ -163,18 +169,21 @@ impl Stage for Deliver {
             _ => "contained",
         };
         metrics::counter!("turnpike_turns_total", "outcome" => outcome).increment(1);
+        self.mark_final(&c, &position).await?;
         out.emit(&outbound(&c, OutboundKind::Final, c.text.clone())).await
     }
+}
 
-    async fn on_acknowledged(&self, c: &CheckedReplyChunk) -> Result<(), StageError> {
-        if c.kind != ChunkKind::Final {
-            return Ok(());
-        }
+impl Deliver {
+    /// Records that the input at `position` publishes the turn's FINAL (just before it is emitted, in the
+    /// same transaction as its offset): a FINAL from any other position is then a repeat. The turn's chunk
+    /// buffer is kept a while for a redelivery of this very record, whose transcript write reads it again.
+    async fn mark_final(&self, c: &CheckedReplyChunk, position: &str) -> Result<(), StageError> {
         let (mut redis, finals) = (self.deps.pool.clone(), finals_key(c));
         let _: () = redis::pipe()
-            .hset(&finals, c.seq, 1)
+            .hset(&finals, c.seq, position)
             .expire(&finals, FINAL_TTL_SECS as i64)
-            .del(chunks_key(c))
+            .expire(chunks_key(c), DONE_TURN_TTL_SECS)
             .query_async(&mut redis)
             .await
             .map_err(redis_err)?;

@@ -8,17 +8,26 @@
 //! it brings no text of its own. The model's last words arriving in a FINAL (`generated`) are checked like
 //! a DELTA's; canned text (refusals, apologies) in a FINAL is the pipeline's own and passes unchecked.
 //!
-//! The checker's state (held-back text, previous sentence, blocked flag, next chunk index) lives in Redis
-//! between chunks, with the state from *before* the last processed record kept too: a record redelivered
-//! after a crash is checked again from the state it first saw, so text is neither lost nor released twice
-//! (deliver drops a re-released chunk index it has already published). A turn that arrives as a single
-//! FINAL (numbered 0) is checked from an empty state and keeps none: nothing of it comes before or after.
+//! Re-releases are byte-for-byte the first release. The checker's state (held-back text, previous
+//! sentence, blocked flag, next output index) after each *input* chunk index is kept in Redis (field
+//! `s<index>` of the turn's hash) and in a small in-process cache, and input chunk `i` is always checked
+//! from the state after chunk `i - 1` (chunk 0 from the empty state). The checks are a pure function of
+//! that state, the chunk and the turn's sources, so whichever instance processes a chunk, and however
+//! often (a redelivery after a crash, a rebalance, generate re-sending a chunk), the released chunks,
+//! their boundaries and their indexes are the same, and deliver's de-duplication by index is sound. The
+//! cache keeps a turn going when Redis lost its copy (restarted empty) while this process lived; a chunk
+//! whose predecessor's state is in neither (Redis lost *and* a crash) is checked from the empty state with
+//! its output indexes moved past any the turn can have used (`LOST_STATE_INDEX_BASE`), counted in
+//! `turnpike_guard_out_state_lost_total`: text held back before it may be lost, but no index is reused.
+//! A turn that arrives as a single FINAL (numbered 0) is checked from an empty state and keeps none.
 //! Each tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
 
 use crate::audit::{self, AuditSite};
 use crate::{redis_err, session, Deps};
+use lru::LruCache;
 use redis::AsyncCommands;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use turnpike_core::PerTenant;
 use turnpike_guard::{CheckerState, CompiledPolicy, Guard, OutputVerdict, Release};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
@@ -28,12 +37,45 @@ pub struct GuardOut {
     pub deps: Deps,
     pub guard: Arc<Guard>,
     pub policies: PerTenant<CompiledPolicy>,
+    /// The latest state of each turn this process checked: (input index, encoded state, sources).
+    recent: Mutex<LruCache<String, (i32, String, String)>>,
 }
+
+/// Turns whose latest state the process keeps: far more than are in flight at once at full load.
+const RECENT_TURNS: usize = 65_536;
+
+/// Where the output indexes of a chunk checked without its predecessor's state start, times its input
+/// index: an input chunk of at most generate's 2,048-character cap cannot release this many sentences,
+/// so no index of the turn released before the loss is reused.
+const LOST_STATE_INDEX_BASE: i32 = 4096;
 
 impl GuardOut {
     pub fn new(deps: Deps, policies: PerTenant<CompiledPolicy>) -> Result<Self, StageError> {
         let guard = Guard::new().map_err(|e| StageError::fatal("guard_policy", e.to_string()))?;
-        Ok(GuardOut { deps, guard: Arc::new(guard), policies })
+        let recent = Mutex::new(LruCache::new(NonZeroUsize::new(RECENT_TURNS).unwrap_or(NonZeroUsize::MIN)));
+        Ok(GuardOut { deps, guard: Arc::new(guard), policies, recent })
+    }
+
+    fn recent(&self) -> std::sync::MutexGuard<'_, LruCache<String, (i32, String, String)>> {
+        self.recent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state after input chunk `index - 1` (the empty state for chunk 0) and the turn's sources, from
+    /// Redis or else from this process's cache; `None` when neither has the state (see the module comment).
+    async fn load(&self, key: &str, index: i32) -> Result<(Option<TurnState>, String), StageError> {
+        let mut redis = self.deps.pool.clone();
+        let (prev, src): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(key)
+            .arg(format!("s{}", index - 1))
+            .arg("src")
+            .query_async(&mut redis)
+            .await
+            .map_err(redis_err)?;
+        let cached = self.recent().get(key).cloned();
+        let cached_prev = cached.as_ref().filter(|(i, _, _)| *i == index - 1).map(|(_, s, _)| s.clone());
+        let state =
+            if index == 0 { Some(TurnState::default()) } else { prev.or(cached_prev).as_deref().and_then(decode) };
+        Ok((state, src.or(cached.map(|(_, _, src)| src)).unwrap_or_default()))
     }
 }
 
@@ -136,37 +178,26 @@ impl Stage for GuardOut {
 
     async fn process(&self, c: ReplyChunk, out: &mut Emitter) -> Result<(), StageError> {
         let key = session::key(&c.tenant_id, &c.session_id, &format!("turn:{}:guard", c.turn_id));
-        let src = out.source();
-        let position = format!("{}/{}/{}", src.topic, src.partition, src.offset);
-        let mut redis = self.deps.pool.clone();
         // A FINAL numbered 0 by generate is the turn's only record: no chunk came before it, and none follows.
         // Its checks start from an empty state and leave nothing a later record could need, so it neither
         // reads nor writes state; redelivered, it is checked again from the same empty state.
         let whole_turn = c.kind == ChunkKind::Final && c.chunk_index == 0;
-        // [position of the last record processed, state before it, state after it, the turn's sources]
-        let stored: Vec<Option<String>> = if whole_turn {
-            Vec::new()
+        let (start, stored_src) = if whole_turn {
+            (Some(TurnState::default()), String::new())
         } else {
-            redis::cmd("HMGET")
-                .arg(&key)
-                .arg("pos")
-                .arg("before")
-                .arg("after")
-                .arg("src")
-                .query_async(&mut redis)
-                .await
-                .map_err(redis_err)?
+            self.load(&key, c.chunk_index).await?
         };
-        let field = |i: usize| stored.get(i).cloned().flatten();
-        let start = if field(0).as_deref() == Some(position.as_str()) { field(1) } else { field(2) };
-        let before = start.clone().unwrap_or_else(|| encode(&TurnState::default()));
-        let mut state = start.as_deref().and_then(decode).unwrap_or_default();
+        let mut state = start.unwrap_or_else(|| {
+            metrics::counter!("turnpike_guard_out_state_lost_total").increment(1);
+            tracing::warn!(turn = %c.turn_id, chunk = c.chunk_index, "Checker state of the previous chunk lost; checking from an empty state.");
+            TurnState { next_index: c.chunk_index.saturating_mul(LOST_STATE_INDEX_BASE), ..TurnState::default() }
+        });
 
         // The turn's retrieved sources arrive once, on its first chunk (and again on the FINAL, for deliver);
         // they are kept with the checker state so every sentence's grounding check sees them.
         let arrived: Option<String> = (!c.citations.is_empty())
             .then(|| c.citations.iter().map(|x| x.snippet.as_str()).collect::<Vec<_>>().join(&SEP.to_string()));
-        let kept = arrived.clone().or_else(|| field(3)).unwrap_or_default();
+        let kept = arrived.unwrap_or(stored_src);
         let sources: Vec<&str> = kept.split(SEP).filter(|s| !s.is_empty()).collect();
         let mut checker = self
             .guard
@@ -216,14 +247,18 @@ impl Stage for GuardOut {
             fin.citations = c.citations.clone();
             outputs.push(fin);
         }
-        // Persist before emitting: a crash after this point replays from `before` (same position).
+        // Persist before emitting: the state after this input index, which the next index starts from.
         if !whole_turn {
-            let mut persist = redis::pipe();
-            persist.hset(&key, "pos", &position).hset(&key, "before", &before).hset(&key, "after", encode(&state));
-            if let Some(src) = &arrived {
-                persist.hset(&key, "src", src);
-            }
-            let _: () = persist.expire(&key, 3600).query_async(&mut redis).await.map_err(redis_err)?;
+            let after = encode(&state);
+            let mut redis = self.deps.pool.clone();
+            let _: () = redis::pipe()
+                .hset(&key, format!("s{}", c.chunk_index), &after)
+                .hset(&key, "src", &kept)
+                .expire(&key, 3600)
+                .query_async(&mut redis)
+                .await
+                .map_err(redis_err)?;
+            self.recent().put(key.clone(), (c.chunk_index, after, kept.clone()));
         }
         let policy = audit::policy_label(&self.policies, &c.tenant_id);
         for o in &outputs {
@@ -257,6 +292,9 @@ impl Stage for GuardOut {
             .await?;
         }
         if c.kind == ChunkKind::Final && !whole_turn {
+            // Kept a minute for a redelivery of the turn's last records; the process's copy is done.
+            self.recent().pop(&key);
+            let mut redis = self.deps.pool.clone();
             let _: () = redis.expire(&key, 60).await.map_err(redis_err)?;
         }
         Ok(())

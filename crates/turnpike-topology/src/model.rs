@@ -88,6 +88,11 @@ pub struct Stage {
     pub dlq: String,
     /// Kafka consumer group id.
     pub group: String,
+    /// Exactly-once consume-transform-produce with Kafka transactions: the stage's output records and its
+    /// input offsets commit together, so a consumer reading its outputs `read_committed` sees each record
+    /// once, whatever crashes. For the stages whose duplicates a customer would see.
+    #[serde(default)]
+    pub exactly_once: bool,
 }
 
 impl Topology {

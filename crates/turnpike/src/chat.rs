@@ -37,6 +37,8 @@ pub async fn chat(
         .into_iter()
         .collect::<ClientConfig>()
         .set("group.id", format!("turnpike-chat-{}", uuid::Uuid::new_v4().simple()))
+        // deliver writes in transactions: only committed replies, each once.
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()?;
     let mut tpl = TopicPartitionList::new();

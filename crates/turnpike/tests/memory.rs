@@ -54,6 +54,8 @@ impl Replies {
             .into_iter()
             .collect::<rdkafka::ClientConfig>()
             .set("group.id", unique("it-mem-reader"))
+            // deliver writes in transactions: only committed replies, each once.
+            .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();

@@ -249,6 +249,8 @@ pub async fn read_until<R: Record>(
         .into_iter()
         .collect::<ClientConfig>()
         .set("group.id", unique("it-reader"))
+        // deliver writes in transactions: only committed replies, each once.
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();

@@ -8,6 +8,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod crashes;
 mod failures;
 mod guardrails;
 mod knowledge;
@@ -15,5 +16,6 @@ mod llm_failover;
 mod pipeline;
 mod python_client;
 mod registry_outage;
+mod resume;
 mod routing;
 mod stack;

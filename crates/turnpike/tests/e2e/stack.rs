@@ -79,6 +79,8 @@ async fn avro_record_round_trips_through_kafka_and_the_registry() {
         .into_iter()
         .collect::<ClientConfig>()
         .set("group.id", unique("it-roundtrip"))
+        // deliver writes in transactions: only committed replies, each once.
+        .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
