@@ -178,3 +178,47 @@ async fn an_unsafe_sentence_from_the_model_never_reaches_the_outbound_topic() {
     assert_eq!(events.first().map(|e| e.1.kind), Some(TicketEventKind::Opened));
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guard_in_uses_the_model_checks_and_still_answers_without_the_model_files() {
+    // guard-in as its own process, first with the encoder (deploy/local/models.sh's files, which test.sh
+    // fetches), then without: it must start, say so, and answer with the pattern checks only.
+    const OTHERS: &[&str] = &["ingest", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
+    let p = Pipeline::start_stages(OTHERS, MockConfig::instant()).await;
+    let cfg = turnpike_guard::EncoderConfig::from_env_or_local_cache().expect("model config");
+    let dylib = cfg.ort_dylib.clone().expect("ORT_DYLIB_PATH or the models.sh cache");
+    // Asks for a person in words no handoff phrase of the default policy matches.
+    let ask = "is there any way I could chat with one of your staff members?";
+
+    let log = std::env::temp_dir().join(format!("{}-guard-in-model.log", p.prefix));
+    let env = [("TURNPIKE_MODEL_DIR", cfg.model_dir.as_path()), ("ORT_DYLIB_PATH", dylib.as_path())];
+    let mut guard_in = p.spawn_stage_with_env("guard-in", &unique("gi"), &log, &env);
+    let with = format!("m1:{}", unique("c"));
+    p.send_turn(&turn("acme", &with, "m1", ask)).await;
+    let finals = finals_of(&p, 1).await;
+    let fin = finals.iter().find(|r| r.session_id == with && r.kind == OutboundKind::Final).expect("a reply");
+    assert_eq!(fin.finish_reason.as_deref(), Some("handoff"), "{fin:?}");
+    let audits = audits_of(&p, |a| a.iter().any(|a| a.session_id == with)).await;
+    assert!(
+        audits.iter().any(|a| a.session_id == with && a.check == "handoff_request" && a.detail == "model"),
+        "{audits:?}"
+    );
+    guard_in.kill().ok();
+    guard_in.wait().ok();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("Input model checks are on."), "{logged}");
+
+    let log = std::env::temp_dir().join(format!("{}-guard-in-nomodel.log", p.prefix));
+    let missing = std::path::Path::new("/nonexistent/turnpike-model");
+    let mut guard_in = p.spawn_stage_with_env("guard-in", &unique("gi"), &log, &[("TURNPIKE_MODEL_DIR", missing)]);
+    let without = format!("m2:{}", unique("c"));
+    p.send_turn(&turn("acme", &without, "m1", ask)).await;
+    let finals = finals_of(&p, 2).await;
+    let fin = finals.iter().find(|r| r.session_id == without && r.kind == OutboundKind::Final).expect("a reply");
+    assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "patterns only: the turn is answered, {fin:?}");
+    guard_in.kill().ok();
+    guard_in.wait().ok();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("INPUT MODEL CHECKS ARE OFF"), "{logged}");
+    p.stop().await;
+}
