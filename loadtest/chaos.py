@@ -1,0 +1,353 @@
+"""Chaos run: the pipeline as one process per stage instance, turns through Kafka, faults on a schedule, and a
+checker that assembles every reply as a contract-following consumer (docs/kafka-contract.md) and compares it
+byte for byte with the reply the mock LLM was scripted to stream.
+
+    eval "$(deploy/local/stack.sh env)"
+    cargo build --release -p turnpike -p turnpike-llm
+    deploy/local/python-env.sh >/dev/null
+    .stack/venv/bin/python loadtest/chaos.py --fault stage-kill --duration 600 --json chaos-stage-kill.json
+
+Faults (`--fault`, repeatable; each runs for `--duration` seconds on a fresh topic prefix):
+  none           baseline: no fault
+  stage-kill     SIGKILL a random stage instance every `--every` seconds (a supervisor restarts it at once
+                 with the same instance id, as an orchestrator would)
+  kill:STAGE     the same, only instances of STAGE (ingest, guard-in, ..., handoff)
+  broker         SIGKILL the local Kafka broker every `--every` seconds and start it again after `--down` s
+                 (uses deploy/local/stack.sh; disturbs everything else on the local stack)
+
+Every stage runs as its own `turnpike stage` process; generate, guard-out and deliver run two instances each.
+The mock LLM runs as its own process (`turnpike-mock-llm`), streaming at `--tokens-per-sec`.
+
+Per fault it prints and writes (JSON): turns offered, answered whole, answered with an apology (the
+pipeline's incomplete notice), to an agent (a later turn of a session an apology handed to a human: the bot
+stays silent), lost (no FINAL by the end), garbled (a FINAL whose assembled text is neither
+the scripted reply nor an apology after a prefix of it), terminal twice, out of order (a session's turns, or a
+turn's chunk indexes, out of order, or a record after its FINAL), and the time to recover after each fault
+(seconds from the fault to the next FINAL on the outbound topic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import Any, Dict, List, Optional
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "clients" / "python"))
+
+import turnpike_client as tc  # noqa: E402
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
+from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
+from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
+
+STAGES = ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff"]
+TWICE = {"generate", "guard-out", "deliver"}
+APOLOGY_PREFIX = "I'm sorry"
+# Plain words only: nothing the output guard's checks (commitments, PII, brand) would redact or block.
+WORDS = ("parcel delivery order account invoice courier warehouse label tracking weekend morning store team "
+         "status window message blue quiet river garden station bright harbour").split()
+
+
+def log(*a: Any) -> None:
+    print(f"[chaos {time.strftime('%H:%M:%S')}]", *a, file=sys.stderr, flush=True)
+
+
+def scripted_reply(rng: random.Random) -> str:
+    """Three to six plain sentences: several chunks per reply, nothing the output guard would touch."""
+    sentences = []
+    for _ in range(rng.randint(3, 6)):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 10))]
+        sentences.append(" ".join(words).capitalize() + ".")
+    return " ".join(sentences)
+
+
+class Instance:
+    """One stage process, restarted by the supervisor whenever it exits (unless stopping)."""
+
+    def __init__(self, stage: str, n: int, args: argparse.Namespace, prefix: str, mock_url: str, logs: pathlib.Path):
+        self.stage, self.id = stage, f"{prefix}-{stage}-{n}"
+        self.cmd = [str(args.bin_dir / "turnpike"), "stage", stage, "--instance-id", self.id, "--topic-prefix", prefix,
+                    "--metrics-addr", "127.0.0.1:0", "--llm-base-url", mock_url,
+                    "--topology", str(ROOT / "topology" / "turnpike.toml")]
+        self.log = open(logs / f"{stage}-{n}.log", "ab")
+        self.proc: Optional[subprocess.Popen] = None
+        self.restarts = 0
+        self.exits: List[int] = []
+
+    def start(self) -> None:
+        env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), NO_COLOR="1")
+        self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=self.log, env=env)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+
+
+class Supervisor(threading.Thread):
+    def __init__(self, instances: List[Instance]):
+        super().__init__(daemon=True)
+        self.instances, self.stopping = instances, False
+
+    def run(self) -> None:
+        while not self.stopping:
+            for i in self.instances:
+                if i.proc is not None and i.proc.poll() is not None and not self.stopping:
+                    i.exits.append(i.proc.returncode)
+                    i.restarts += 1
+                    i.start()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.stopping = True
+        for i in self.instances:
+            if i.proc and i.proc.poll() is None:
+                i.proc.send_signal(signal.SIGTERM)
+        for i in self.instances:
+            if i.proc:
+                try:
+                    i.proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    i.proc.kill()
+
+
+class Outbound(threading.Thread):
+    """Reads the outbound topic read_committed from the start and keeps every record with its arrival time."""
+
+    def __init__(self, topic: str, partitions: int, registry: SchemaRegistryClient, login: Dict[str, Any], bootstrap: str):
+        super().__init__(daemon=True)
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"chaos-{uuid.uuid4().hex[:8]}",
+                                  "enable.auto.commit": False, "isolation.level": "read_committed", **login})
+        self.consumer.assign([TopicPartition(topic, p, -2) for p in range(partitions)])
+        self.deserialize = AvroDeserializer(registry)
+        self.ctx = SerializationContext(topic, MessageField.VALUE)
+        self.records: List[Dict[str, Any]] = []
+        self.final_times: List[float] = []
+        self.stopping = False
+
+    def run(self) -> None:
+        while not self.stopping:
+            m = self.consumer.poll(0.2)
+            if m is None or m.error():
+                continue
+            r = self.deserialize(m.value(), self.ctx)
+            r["_at"] = time.monotonic()
+            self.records.append(r)
+            if r["kind"] == "FINAL":
+                self.final_times.append(r["_at"])
+        self.consumer.close()
+
+    def finals(self) -> int:
+        return len(self.final_times)
+
+
+def check(offered: Dict[str, Dict[str, Any]], records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Assembles every turn as a contract-following consumer and classifies it."""
+    by_turn: Dict[str, List[Dict[str, Any]]] = {}
+    order_violations = 0
+    last_seq: Dict[str, int] = {}
+    for r in records:
+        by_turn.setdefault(r["turn_id"], []).append(r)
+        sid = r["session_id"]
+        if r["seq"] < last_seq.get(sid, 0):
+            order_violations += 1
+        last_seq[sid] = max(last_seq.get(sid, 0), r["seq"])
+    out = {"offered": len(offered), "whole": 0, "apology": 0, "to_agent": 0, "lost": 0, "garbled": 0, "terminal_twice": 0,
+           "out_of_order": order_violations, "garbled_examples": []}
+    for turn_id, o in offered.items():
+        recs = by_turn.get(turn_id, [])
+        finals = [r for r in recs if r["kind"] in ("FINAL", "STATUS")]
+        if not finals:
+            out["lost"] += 1
+            continue
+        if len(finals) > 1:
+            out["terminal_twice"] += 1
+        # The contract: a DELTA whose (turn, index) was seen is dropped; text = DELTAs by index + FINAL text.
+        seen, deltas, after_final, prev = set(), {}, False, -1
+        for r in recs:
+            if r["kind"] in ("FINAL", "STATUS"):
+                break
+            if r["chunk_index"] <= prev:
+                after_final = True  # an index repeated or going back
+            prev = max(prev, r["chunk_index"])
+            if r["chunk_index"] not in seen:
+                seen.add(r["chunk_index"])
+                deltas[r["chunk_index"]] = r["text"] or ""
+        first_final = finals[0]
+        if any(r["kind"] == "DELTA" for r in recs[recs.index(first_final) + 1:]) or after_final:
+            out["out_of_order"] += 1
+        text = "".join(deltas[i] for i in sorted(deltas)) + (first_final["text"] or "")
+        if first_final["kind"] == "STATUS" and first_final.get("status") == "forwarded_to_agent":
+            # An earlier turn of the session was handed to a human: the bot stays silent, as it should.
+            out["to_agent"] += 1
+        elif text == o["reply"]:
+            out["whole"] += 1
+        elif first_final.get("finish_reason") == "incomplete":
+            shown = "".join(deltas[i] for i in sorted(deltas))
+            if o["reply"].startswith(shown):
+                out["apology"] += 1
+            else:
+                out["garbled"] += 1
+        else:
+            out["garbled"] += 1
+            if len(out["garbled_examples"]) < 5:
+                out["garbled_examples"].append({"turn": turn_id, "got": text, "want": o["reply"],
+                                                "records": [{k: r.get(k) for k in ("kind", "chunk_index", "finish_reason", "status")} for r in recs]})
+    return out
+
+
+def stack_env_pids() -> Dict[str, int]:
+    pids = {}
+    state = pathlib.Path(os.environ.get("TURNPIKE_STACK_DIR", ROOT / ".stack"))
+    for f in (state / "run").glob("*.pid") if (state / "run").exists() else []:
+        try:
+            pids[f.stem] = int(f.read_text().strip())
+        except ValueError:
+            pass
+    return pids
+
+
+def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
+    rng = random.Random(args.seed)
+    prefix = f"chaos{uuid.uuid4().hex[:6]}"
+    logs = pathlib.Path(args.logs) / prefix
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, TURNPIKE_TOPIC_PREFIX=prefix)
+    subprocess.run([str(args.bin_dir / "turnpike"), "setup", "--topology", str(ROOT / "topology" / "turnpike.toml")],
+                   env=env, check=True, stdout=subprocess.DEVNULL)
+    mock = subprocess.Popen([str(args.bin_dir / "turnpike-mock-llm"), "--addr", f"127.0.0.1:{args.mock_port}",
+                             "--ttft-ms", str(args.ttft_ms), "--tokens-per-sec", str(args.tokens_per_sec)],
+                            stdout=open(logs / "mock.log", "ab"), stderr=subprocess.STDOUT)
+    mock_url = f"http://127.0.0.1:{args.mock_port}/v1"
+    instances = [Instance(s, n, args, prefix, mock_url, logs) for s in STAGES for n in range(2 if s in TWICE else 1)]
+    for i in instances:
+        i.start()
+    sup = Supervisor(instances)
+    sup.start()
+
+    registry = SchemaRegistryClient({"url": os.environ.get("TURNPIKE_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
+                                     "timeout": 10, **tc.registry_login_from_env()})
+    login = tc.kafka_login_from_env()
+    bootstrap = os.environ.get("TURNPIKE_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    inbound, outbound = f"{prefix}.{tc.INBOUND_TOPIC}", f"{prefix}.{tc.OUTBOUND_TOPIC}"
+    producer = tc.TurnProducer(bootstrap, registry, args.tenant, topic=inbound, config=login)
+    reader = Outbound(outbound, 6, registry, login, bootstrap)
+    reader.start()
+    time.sleep(args.warmup)
+
+    offered: Dict[str, Dict[str, Any]] = {}
+    sessions = [f"chaos{n}:{prefix}" for n in range(args.sessions)]
+    next_turn = {s: 1 for s in sessions}
+    faults: List[Dict[str, Any]] = []
+    started = time.monotonic()
+    next_fault = started + args.every
+    sent = 0
+    while time.monotonic() - started < args.duration:
+        # Turns at a steady rate, sessions round robin: each session's turns are spaced apart.
+        due = int((time.monotonic() - started) * args.rate)
+        while sent < due:
+            s = sessions[sent % len(sessions)]
+            t = next_turn[s]
+            next_turn[s] += 1
+            reply = scripted_reply(rng)
+            mid = f"m{t}"
+            producer.send(s, s.split(":")[0], mid, f"Question {t} about my order [[mock:reply={reply}]]")
+            offered[tc.turn_id_for(args.tenant, s, mid)] = {"reply": reply, "session": s, "seq": t}
+            sent += 1
+        if fault != "none" and time.monotonic() >= next_fault:
+            faults.append(inject(fault, instances, rng, args, reader))
+            next_fault = time.monotonic() + args.every
+        time.sleep(0.01)
+    producer.flush()
+    log(f"{fault}: {sent} turns offered, {len(faults)} faults; waiting for the replies")
+    deadline = time.monotonic() + args.drain
+    while time.monotonic() < deadline:
+        done = {r["turn_id"] for r in reader.records if r["kind"] in ("FINAL", "STATUS")}
+        if all(t in done for t in offered):
+            break
+        time.sleep(1)
+    time.sleep(3)  # a late duplicate
+    reader.stopping = True
+    reader.join()
+    sup.stop()
+    mock.terminate()
+    result = check(offered, reader.records)
+    for f in faults:
+        after = [t for t in reader.final_times if t > f["at"]]
+        f["recover_s"] = round(after[0] - f["at"], 2) if after else None
+        f["at"] = round(f["at"] - started, 1)
+    recover = [f["recover_s"] for f in faults if f["recover_s"] is not None]
+    result.update({
+        "fault": fault, "duration_s": args.duration, "rate": args.rate, "faults": len(faults),
+        "recover_s_median": statistics.median(recover) if recover else None,
+        "recover_s_max": max(recover) if recover else None,
+        "restarts": {i.id: i.restarts for i in instances if i.restarts},
+        "exit_codes": sorted({c for i in instances for c in i.exits}),
+        "apology_pct": round(100 * result["apology"] / max(1, result["offered"]), 3),
+        "fault_log": faults, "prefix": prefix, "logs": str(logs),
+    })
+    return result
+
+
+def inject(fault: str, instances: List[Instance], rng: random.Random, args: argparse.Namespace, reader: Outbound) -> Dict[str, Any]:
+    at = time.monotonic()
+    if fault == "stage-kill" or fault.startswith("kill:"):
+        pool = [i for i in instances if fault == "stage-kill" or i.stage == fault.split(":", 1)[1]]
+        victim = rng.choice(pool)
+        victim.kill()
+        return {"at": at, "what": f"SIGKILL {victim.id}"}
+    if fault == "broker":
+        pid = stack_env_pids().get("kafka")
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(args.down)
+        subprocess.run([str(ROOT / "deploy" / "local" / "stack.sh"), "start"], check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return {"at": at, "what": f"broker SIGKILLed (pid {pid}), started after {args.down}s"}
+    raise SystemExit(f"unknown fault {fault}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fault", action="append", default=None)
+    ap.add_argument("--duration", type=float, default=600, help="seconds of load per fault")
+    ap.add_argument("--every", type=float, default=10, help="seconds between faults")
+    ap.add_argument("--down", type=float, default=30, help="seconds a killed service stays down")
+    ap.add_argument("--rate", type=float, default=10, help="turns per second offered")
+    ap.add_argument("--sessions", type=int, default=200)
+    ap.add_argument("--tenant", default="demo")
+    ap.add_argument("--ttft-ms", type=int, default=100)
+    ap.add_argument("--tokens-per-sec", type=int, default=60)
+    ap.add_argument("--mock-port", type=int, default=18090)
+    ap.add_argument("--warmup", type=float, default=8, help="seconds for the stages to join their groups")
+    ap.add_argument("--drain", type=float, default=180, help="seconds to wait for the last replies")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--bin-dir", type=pathlib.Path, default=ROOT / "target" / "release",
+                    help="where turnpike and turnpike-mock-llm are (e.g. target/debug)")
+    ap.add_argument("--logs", default=str(ROOT / ".stack" / "logs" / "chaos"))
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    results = [run_fault(f, args) for f in (args.fault or ["stage-kill"])]
+    cols = ["fault", "offered", "whole", "apology", "to_agent", "lost", "garbled", "terminal_twice", "out_of_order",
+            "faults", "recover_s_median", "recover_s_max"]
+    print(" | ".join(cols))
+    for r in results:
+        print(" | ".join(str(r[c]) for c in cols))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    bad = any(r["lost"] or r["garbled"] or r["terminal_twice"] or r["out_of_order"] for r in results)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
