@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for t in TURNS.iter().cycle().take(200) {
         let e = guard.embed(t)?;
-        black_box(guard.check_input_with(&policy, t, &mut SessionPii::default(), e.as_ref()));
+        black_box(guard.check_input_with(&policy, t, &mut SessionPii::default(), e.as_ref(), &[]));
     }
     let mut all = Vec::new();
     for t in TURNS {
@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut s = SessionPii::default();
             let start = Instant::now();
             let e = guard.embed(black_box(t))?;
-            black_box(guard.check_input_with(&policy, t, &mut s, e.as_ref()));
+            black_box(guard.check_input_with(&policy, t, &mut s, e.as_ref(), &[]));
             v.push(start.elapsed());
         }
         all.extend_from_slice(&v);

@@ -36,6 +36,8 @@ pub struct InputVerdict {
     pub model: Option<ModelScores>,
     /// Where the masked values were, as byte spans of the input with their kind (no values).
     pub pii_spans: Vec<PiiSpan>,
+    /// How many of the session's earlier user messages ask nearly the same (model checks only).
+    pub repeats: usize,
 }
 
 /// What the heads on the message's embedding said (probabilities in [0, 1]).
@@ -49,11 +51,12 @@ pub struct ModelScores {
 impl Guard {
     /// The pattern checks only (no embedding).
     pub fn check_input(&self, policy: &CompiledPolicy, text: &str, session: &mut SessionPii) -> InputVerdict {
-        self.check_input_with(policy, text, session, None)
+        self.check_input_with(policy, text, session, None, &[])
     }
 
     /// Every input check; `embedding` is the message's (from [`Guard::embed`], computed once per turn and
-    /// shared by every model check). Without one, or with the policy's `model.enabled` off, only the patterns
+    /// shared by every model check), `earlier` the session's earlier user messages' embeddings (for the
+    /// repetition signal; may be empty). Without one, or with the policy's `model.enabled` off, only the patterns
     /// run. A model verdict adds to the patterns': injection stops the turn when the patterns or the
     /// injection head say so, a request for a human hands off when a phrase or the handoff head says so.
     pub fn check_input_with(
@@ -62,6 +65,7 @@ impl Guard {
         text: &str,
         session: &mut SessionPii,
         embedding: Option<&Embedding>,
+        earlier: &[Vec<f32>],
     ) -> InputVerdict {
         let p = &policy.policy;
         let scores = match (&self.model, embedding) {
@@ -181,6 +185,16 @@ impl Guard {
             text.to_string()
         };
 
+        let mut repeats = 0;
+        if let (Some(e), true) = (embedding.filter(|_| scores.is_some()), p.model.repeat_flag_after > 0) {
+            let (n, best) = semantic::repetition(&e.0, earlier, p.model.repeat_similarity);
+            repeats = n;
+            if n >= p.model.repeat_flag_after {
+                let mut t = Trigger::new(semantic::REPETITION, "flag", format!("same question {} times before", n));
+                t.score = Some(best);
+                triggers.push(t);
+            }
+        }
         let model = scores.map(|(i, h, a)| ModelScores { injection: i.0, handoff: h.0, abuse: a.0 });
         InputVerdict {
             action,
@@ -192,6 +206,7 @@ impl Guard {
             language: lang,
             model,
             pii_spans,
+            repeats,
         }
     }
 }

@@ -37,8 +37,8 @@ use pii::PiiDetector;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trigger {
     /// Stable check name, also the metric label: `injection`, `pii`, `topic`, `length`, `tokens`,
-    /// `language`, `garbage`, `handoff_request`, `content_safety`, `brand`, `commitment`, `canary`,
-    /// `grounding`.
+    /// `language`, `garbage`, `handoff_request`, `abuse`, `repetition`, `content_safety`, `brand`,
+    /// `commitment`, `canary`, `grounding`.
     pub check: &'static str,
     /// What the check decided: `refuse`, `handoff`, `mask`, `flag`, `redact`, `replace`, `block`.
     pub verdict: &'static str,

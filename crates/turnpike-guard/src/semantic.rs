@@ -12,6 +12,35 @@ use std::fmt::Write as _;
 pub const INJECTION: &str = "injection";
 pub const HANDOFF: &str = "handoff_request";
 pub const ABUSE: &str = "abuse";
+pub const REPETITION: &str = "repetition";
+/// How many earlier user messages of a session the repetition signal compares with.
+pub const SESSION_MEMORY: usize = 20;
+
+/// How many of the session's earlier messages say nearly the same as this one (cosine at least
+/// `min_similarity` between unit vectors), and the highest similarity. Vectors of another dimension are
+/// skipped.
+pub fn repetition(current: &[f32], earlier: &[Vec<f32>], min_similarity: f32) -> (usize, f32) {
+    let sims =
+        earlier.iter().filter(|e| e.len() == current.len()).map(|e| e.iter().zip(current).map(|(a, b)| a * b).sum());
+    sims.fold((0, 0.0f32), |(n, best), s: f32| (n + usize::from(s >= min_similarity), best.max(s)))
+}
+
+/// A unit vector as one signed byte per dimension (384 bytes for MiniLM instead of 1,536), for a session's
+/// memory of its earlier messages: the cosine of two quantized vectors is within ~0.01 of the exact one.
+pub fn quantize(v: &[f32]) -> Vec<u8> {
+    v.iter().map(|x| ((x * 127.0).round().clamp(-127.0, 127.0) as i8) as u8).collect()
+}
+
+/// The inverse of [`quantize`], normalised again.
+pub fn dequantize(b: &[u8]) -> Vec<f32> {
+    let v: Vec<f32> = b.iter().map(|&x| f32::from(x as i8) / 127.0).collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter().map(|x| x / n).collect()
+    } else {
+        v
+    }
+}
 
 /// One logistic regression: `p = sigmoid(w·x + b)`, with the threshold chosen at training time.
 #[derive(Clone, Debug, PartialEq)]
@@ -183,6 +212,20 @@ mod tests {
         assert!(neg.iter().all(|v| head.probability(v).unwrap() < t));
         // A vector of another dimension is not scored.
         assert_eq!(head.probability(&[1.0, 0.0]), None);
+    }
+
+    #[test]
+    fn repetition_counts_near_duplicates_and_survives_quantization() {
+        let a = unit([1.0, 0.2, 0.0]);
+        let near = unit([1.0, 0.25, 0.05]);
+        let far = unit([0.0, 0.1, 1.0]);
+        let earlier: Vec<Vec<f32>> = [&near, &far, &near].iter().map(|v| dequantize(&quantize(v))).collect();
+        let (n, best) = repetition(&a, &earlier, 0.9);
+        assert_eq!(n, 2);
+        let exact: f32 = a.iter().zip(&near).map(|(x, y)| x * y).sum();
+        assert!((best - exact).abs() < 0.01, "{best} vs {exact}");
+        assert_eq!(repetition(&a, &[vec![1.0, 0.0]], 0.5), (0, 0.0));
+        assert_eq!(quantize(&a).len(), 3);
     }
 
     #[test]

@@ -18,7 +18,7 @@ fn check(policy: &TenantPolicy, text: &str) -> InputVerdict {
     let g = guard();
     let p = CompiledPolicy::compile(policy.clone()).unwrap();
     let e = g.embed(text).unwrap().expect("model loaded");
-    g.check_input_with(&p, text, &mut SessionPii::default(), Some(&e))
+    g.check_input_with(&p, text, &mut SessionPii::default(), Some(&e), &[])
 }
 
 fn has(v: &InputVerdict, check: &str, detail: &str) -> bool {
@@ -77,4 +77,27 @@ fn a_policy_with_model_checks_off_gets_no_scores() {
     p.model.enabled = false;
     let v = check(&p, "you are a useless stupid bot");
     assert_eq!((v.model, v.action), (None, InputAction::Proceed));
+}
+
+#[test]
+fn the_same_question_a_third_time_is_flagged_as_repetition() {
+    let g = guard();
+    let p = CompiledPolicy::compile(TenantPolicy::default()).unwrap();
+    let mut earlier: Vec<Vec<f32>> = Vec::new();
+    let mut verdicts = Vec::new();
+    for text in [
+        "Where is my order? It should have arrived on Monday.",
+        "How do I reset my password?",
+        "where's my order?? it was due monday",
+        "My order hasn't arrived yet. Where is it?",
+    ] {
+        let e = g.embed(text).unwrap().unwrap();
+        verdicts.push(g.check_input_with(&p, text, &mut SessionPii::default(), Some(&e), &earlier));
+        earlier.push(e.0);
+    }
+    assert_eq!(verdicts.iter().map(|v| v.repeats).collect::<Vec<_>>(), [0, 0, 1, 2]);
+    let flagged: Vec<bool> = verdicts.iter().map(|v| v.triggers.iter().any(|t| t.check == "repetition")).collect();
+    assert_eq!(flagged, [false, false, false, true]);
+    // A flag, not a stop.
+    assert_eq!(verdicts[3].action, InputAction::Proceed);
 }

@@ -9,15 +9,17 @@
 //! tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
 //! With the encoder loaded (`TURNPIKE_MODEL_DIR`, `ORT_DYLIB_PATH`; `deploy/local/models.sh`), the message is
 //! embedded once and the heads on it (injection, request for a human, abuse aimed at the bot) add their
-//! verdicts to the patterns'; without it the stage still runs, pattern checks only, says so at start-up and
+//! verdicts to the patterns', and the session's earlier messages (kept in Redis, quantized) give the
+//! repetition signal ("the same question for the third time"); without it the stage still runs, pattern checks only, says so at start-up and
 //! reports `turnpike_guard_model_loaded 0`.
 
 use crate::audit::{self, AuditSite};
 use crate::{store_err, Deps};
+use redis::AsyncCommands;
 use std::sync::Arc;
 use turnpike_core::PerTenant;
 use turnpike_guard::vault::RedisVault;
-use turnpike_guard::{CompiledPolicy, Embedding, Guard, InputAction, PiiVault};
+use turnpike_guard::{semantic, CompiledPolicy, Embedding, Guard, InputAction, PiiVault};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{
     AcceptedTurn, GuardTrigger, GuardedTurn, HandoffKind, HandoffRequest, SessionOwner, TurnAction,
@@ -73,6 +75,51 @@ impl GuardIn {
     }
 }
 
+/// The session's recent user messages as quantized embeddings (`seq` as 8 bytes LE, then one byte per
+/// dimension), newest last, for the repetition signal; kept as long as the session's state.
+fn recent_key(turn: &AcceptedTurn) -> String {
+    format!("turnpike:guard:recent:{}:{}", turn.tenant_id, turn.session_id)
+}
+
+impl GuardIn {
+    /// The embeddings of the session's user messages before this turn (a redelivered turn does not count
+    /// itself). A Redis error costs this turn its repetition signal, not the turn.
+    async fn earlier_messages(&self, turn: &AcceptedTurn) -> Vec<Vec<f32>> {
+        let mut redis = self.deps.redis.clone();
+        let keep = semantic::SESSION_MEMORY as isize;
+        let raw: Result<Vec<Vec<u8>>, _> = redis.lrange(recent_key(turn), -keep, -1).await;
+        match raw {
+            Ok(items) => items
+                .iter()
+                .filter(|b| b.len() > 8 && i64::from_le_bytes(b[..8].try_into().unwrap_or_default()) < turn.seq)
+                .map(|b| semantic::dequantize(&b[8..]))
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%error, "Could not read the session's earlier messages; no repetition signal.");
+                vec![]
+            }
+        }
+    }
+
+    async fn remember(&self, turn: &AcceptedTurn, e: &Embedding) {
+        let mut item = turn.seq.to_le_bytes().to_vec();
+        item.extend(semantic::quantize(&e.0));
+        let key = recent_key(turn);
+        let keep = semantic::SESSION_MEMORY as isize;
+        let mut redis = self.deps.redis.clone();
+        let result: Result<(), _> = redis::pipe()
+            .atomic()
+            .rpush(&key, item)
+            .ltrim(&key, -keep, -1)
+            .expire(&key, crate::session::SESSION_TTL_SECS as i64)
+            .query_async(&mut redis)
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "Could not remember the message for the repetition signal.");
+        }
+    }
+}
+
 struct Decision {
     action: TurnAction,
     text: String,
@@ -97,7 +144,14 @@ impl Stage for GuardIn {
             } else {
                 None
             };
-            let verdict = self.guard.check_input_with(policy, &turn.text, &mut pii, embedding.as_ref());
+            let earlier = match &embedding {
+                Some(_) => self.earlier_messages(&turn).await,
+                None => vec![],
+            };
+            let verdict = self.guard.check_input_with(policy, &turn.text, &mut pii, embedding.as_ref(), &earlier);
+            if let Some(e) = &embedding {
+                self.remember(&turn, e).await;
+            }
             let minted = pii.take_new();
             if !minted.is_empty() {
                 // Stored before anything masked leaves this stage, so every token can be revealed later.

@@ -4,11 +4,13 @@
 //! Guarantee: the same code path as guard-in: the tenant's compiled policy (tenants file of
 //! `TURNPIKE_TENANTS_CONFIG`), one embedding per message when the encoder is loaded (`TURNPIKE_MODEL_DIR`,
 //! `ORT_DYLIB_PATH`; stderr says loudly when it is not), and `Guard::check_input_with`. Lines with the same
-//! `session` share that session's PII tokens. A line that cannot be read gets `{"line": N, "error": ...}`, so
+//! `session` share that session's PII tokens and
+//! earlier messages (the repetition signal). A line that cannot be read gets `{"line": N, "error": ...}`, so
 //! output line N always answers input line N.
 //!
 //! In: `{"text": "...", "session": "optional"}`. Out: `{"action", "reply", "masked_text", "triggers":
-//! [{"check", "verdict", "detail", "score"}], "pii": [[start, end, "KIND"]], "injection_score", "model"}` with
+//! [{"check", "verdict", "detail", "score"}], "pii": [[start, end, "KIND"]], "injection_score", "repeats",
+//! "model"}` with
 //! PII spans in Unicode character offsets of the input text; `model` is null when no model check ran.
 
 use serde::Deserialize;
@@ -44,7 +46,7 @@ pub fn check_lines(
     input: impl BufRead,
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
-    let mut sessions: HashMap<String, SessionPii> = HashMap::new();
+    let mut sessions: HashMap<String, Session> = HashMap::new();
     for (i, line) in input.lines().enumerate() {
         let answer = match serde_json::from_str::<Line>(&line?) {
             Ok(l) => check_one(guard, policy, &l, &mut sessions),
@@ -57,8 +59,15 @@ pub fn check_lines(
     Ok(())
 }
 
-fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut HashMap<String, SessionPii>) -> Value {
-    let mut scratch = SessionPii::default();
+/// What guard-in keeps per session: the PII tokens and the earlier messages' embeddings.
+#[derive(Default)]
+struct Session {
+    pii: SessionPii,
+    earlier: Vec<Vec<f32>>,
+}
+
+fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut HashMap<String, Session>) -> Value {
+    let mut scratch = Session::default();
     let session = match &l.session {
         Some(s) => sessions.entry(s.clone()).or_default(),
         None => &mut scratch,
@@ -68,7 +77,14 @@ fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut Ha
         Ok(e) => (e, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let v = guard.check_input_with(policy, &l.text, session, embedding.as_ref());
+    let v = guard.check_input_with(policy, &l.text, &mut session.pii, embedding.as_ref(), &session.earlier);
+    if let Some(e) = embedding {
+        session.earlier.push(e.0);
+        let keep = turnpike_guard::semantic::SESSION_MEMORY;
+        if session.earlier.len() > keep {
+            session.earlier.drain(..session.earlier.len() - keep);
+        }
+    }
     // Byte offsets → character offsets, in one pass over the (sorted) span boundaries.
     let char_at = |byte: usize| l.text[..byte].chars().count();
     let pii: Vec<Value> =
@@ -90,6 +106,7 @@ fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut Ha
         "triggers": triggers,
         "pii": pii,
         "injection_score": v.injection_score,
+        "repeats": v.repeats,
         "model": v.model.map(|m| json!({"injection": m.injection, "handoff": m.handoff, "abuse": m.abuse})),
     });
     if let Some(e) = embed_error {

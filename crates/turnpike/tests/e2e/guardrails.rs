@@ -203,6 +203,19 @@ async fn guard_in_uses_the_model_checks_and_still_answers_without_the_model_file
         audits.iter().any(|a| a.session_id == with && a.check == "handoff_request" && a.detail == "model"),
         "{audits:?}"
     );
+    // The same question for the third time in a session is flagged (earlier messages kept in Redis).
+    let rep = format!("m3:{}", unique("c"));
+    for (id, text) in [
+        ("m1", "Where is my order? It should have arrived on Monday."),
+        ("m2", "where's my order?? it was due monday"),
+        ("m3", "My order hasn't arrived yet. Where is it?"),
+    ] {
+        p.send_turn(&turn("acme", &rep, id, text)).await;
+    }
+    let audits = audits_of(&p, |a| a.iter().any(|a| a.session_id == rep && a.check == "repetition")).await;
+    let flagged: Vec<_> = audits.iter().filter(|a| a.session_id == rep && a.check == "repetition").collect();
+    assert_eq!(flagged.len(), 1, "{audits:?}");
+    assert_eq!(flagged[0].detail, "same question 2 times before", "{:?}", flagged[0]);
     guard_in.kill().ok();
     guard_in.wait().ok();
     let logged = std::fs::read_to_string(&log).unwrap();
