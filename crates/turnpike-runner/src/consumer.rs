@@ -106,7 +106,10 @@ impl Shared {
     /// In exactly-once mode, abandoned work may have emitted into the open transaction without its offset,
     /// so the transaction is aborted instead (and the runner restarts). Returns the abandoned count.
     pub fn release(&self, consumer: &RunnerConsumer, partitions: &[i32]) -> usize {
-        let abandoned = self.drain(partitions);
+        // A broken transaction is aborted whatever finishes: waiting for in-flight work would only delay the
+        // restart (its produce calls fail once the transaction is aborted).
+        let broken = self.txn.as_ref().is_some_and(|t| t.is_broken());
+        let abandoned = if broken { 0 } else { self.drain(partitions) };
         match &self.txn {
             None => {
                 commit_sync(consumer, self.stage);

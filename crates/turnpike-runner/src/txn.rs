@@ -121,6 +121,11 @@ impl Txn {
         self.stop.cancel();
     }
 
+    /// Whether the open transaction is to be aborted (this run of the runner is ending).
+    pub fn is_broken(&self) -> bool {
+        self.state().broken.is_some()
+    }
+
     /// Records the first failure and stops this run of the runner.
     fn fail(&self, e: TxnError) {
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
