@@ -226,7 +226,8 @@ async fn guard_in_uses_the_model_checks_and_still_answers_without_the_model_file
     let mut guard_in = p.spawn_stage_with_env("guard-in", &unique("gi"), &log, &[("TURNPIKE_MODEL_DIR", missing)]);
     let without = format!("m2:{}", unique("c"));
     p.send_turn(&turn("acme", &without, "m1", ask)).await;
-    let finals = finals_of(&p, 2).await;
+    // One FINAL per turn: the handoff, the three repeated questions, and this one.
+    let finals = finals_of(&p, 5).await;
     let fin = finals.iter().find(|r| r.session_id == without && r.kind == OutboundKind::Final).expect("a reply");
     assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "patterns only: the turn is answered, {fin:?}");
     guard_in.kill().ok();
