@@ -11,16 +11,17 @@ use turnpike_llm::mock::MockConfig;
 use turnpike_schemas::{OutboundKind, OutboundReply};
 use turnpike_store::TranscriptStore;
 
-const ALL_BUT_GENERATE: &[&str] = &["ingest", "guard-in", "assemble", "route", "guard-out", "deliver", "handoff"];
+pub(crate) const ALL_BUT_GENERATE: &[&str] =
+    &["ingest", "guard-in", "assemble", "route", "guard-out", "deliver", "handoff"];
 
 /// Replies slow enough to be cut: 30 tokens at 20 tokens/s after 20 ms, so every turn streams for 1.5 s and
 /// a session's turns keep generate busy for several seconds. Faster streams let a loaded machine finish all
 /// of them before the test, reading the outbound topic with some lag, gets to kill generate.
-fn slow_mock() -> MockConfig {
+pub(crate) fn slow_mock() -> MockConfig {
     MockConfig { ttft: Duration::from_millis(20), tokens_per_sec: 20, reply_tokens: 30, ..MockConfig::default() }
 }
 
-async fn send_sessions(p: &Pipeline, sessions: &[String], turns: usize) {
+pub(crate) async fn send_sessions(p: &Pipeline, sessions: &[String], turns: usize) {
     let sends = sessions.iter().map(|s| async move {
         for t in 1..=turns {
             p.send_turn(&turn("acme", s, &format!("m{t}"), &format!("Question {t}"))).await;
@@ -29,7 +30,7 @@ async fn send_sessions(p: &Pipeline, sessions: &[String], turns: usize) {
     futures::future::join_all(sends).await;
 }
 
-async fn count_finals(p: &Pipeline, at_least: usize, timeout: Duration) -> Vec<OutboundReply> {
+pub(crate) async fn count_finals(p: &Pipeline, at_least: usize, timeout: Duration) -> Vec<OutboundReply> {
     read_until::<OutboundReply>(&p.endpoints, &p.codec, &p.topic("turnpike.replies.outbound"), 6, timeout, |rs| {
         rs.iter().filter(|r| r.kind == OutboundKind::Final).count() >= at_least
     })
@@ -39,9 +40,30 @@ async fn count_finals(p: &Pipeline, at_least: usize, timeout: Duration) -> Vec<O
     .collect()
 }
 
+/// The turns whose text is out and whose FINAL is not, once there is one (or after a minute).
+pub(crate) async fn until_streaming(p: &Pipeline) -> HashSet<String> {
+    let streaming = |rs: &[OutboundReply]| -> HashSet<String> {
+        let finished: HashSet<&str> =
+            rs.iter().filter(|r| r.kind == OutboundKind::Final).map(|r| r.turn_id.as_str()).collect();
+        let out = rs.iter().filter(|r| r.kind == OutboundKind::Delta && !finished.contains(r.turn_id.as_str()));
+        out.map(|r| r.turn_id.clone()).collect()
+    };
+    let topic = p.topic("turnpike.replies.outbound");
+    let read = read_until::<OutboundReply>(&p.endpoints, &p.codec, &topic, 6, Duration::from_secs(60), |rs| {
+        !streaming(rs).is_empty()
+    })
+    .await;
+    streaming(&read.into_iter().map(|(_, r)| r).collect::<Vec<_>>())
+}
+
 /// Every turn has exactly one FINAL, FINALs are in turn order per session, no DELTA is published twice, and
 /// the transcript holds both sides of every turn in order.
-async fn assert_complete_and_unique(p: &Pipeline, sessions: &[String], turns: usize, replies: &[OutboundReply]) {
+pub(crate) async fn assert_complete_and_unique(
+    p: &Pipeline,
+    sessions: &[String],
+    turns: usize,
+    replies: &[OutboundReply],
+) {
     let mut finals: HashMap<&str, Vec<i64>> = HashMap::new();
     let mut deltas = HashSet::new();
     for r in replies {
@@ -80,19 +102,7 @@ async fn generate_killed_mid_stream_and_restarted_loses_and_duplicates_nothing()
     // FINAL yet): generate releases a reply's first sentence as soon as it is complete, so a kill right
     // after a wave of FINALs could find the next wave's streams before any text left, and cut none.
     count_finals(&p, SESSIONS / 2, Duration::from_secs(90)).await;
-    read_until::<OutboundReply>(
-        &p.endpoints,
-        &p.codec,
-        &p.topic("turnpike.replies.outbound"),
-        6,
-        Duration::from_secs(60),
-        |rs| {
-            let finished: HashSet<&str> =
-                rs.iter().filter(|r| r.kind == OutboundKind::Final).map(|r| r.turn_id.as_str()).collect();
-            rs.iter().any(|r| r.kind == OutboundKind::Delta && !finished.contains(r.turn_id.as_str()))
-        },
-    )
-    .await;
+    until_streaming(&p).await;
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -104,7 +114,8 @@ async fn generate_killed_mid_stream_and_restarted_loses_and_duplicates_nothing()
     let replies_after = count_finals(&p, usize::MAX, Duration::from_secs(5)).await;
     assert!(replies_after.len() >= replies.len());
     assert_complete_and_unique(&p, &sessions, TURNS, &replies_after).await;
-    // The kill did cut streams: those turns ended with the explicit incomplete notice, not a restart.
+    // The kill did cut streams: those turns ended with the explicit incomplete notice, not a restart (this
+    // generate's server is not configured to continue a reply; `resume.rs` kills one that is).
     let incomplete = replies_after
         .iter()
         .filter(|r| r.kind == OutboundKind::Final && r.finish_reason.as_deref() == Some("incomplete"))

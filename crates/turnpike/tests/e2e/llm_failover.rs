@@ -1,7 +1,8 @@
 //! Failover through the generate stage on the real stack: `turnpike stage generate` runs as its own process
 //! with a two-deployment chain (`TURNPIKE_LLM_CONFIG`: an OpenAI-format primary, an Anthropic-format
 //! fallback, both mock servers). A primary that is down is invisible to the user; a primary that cuts its
-//! stream after the first text ends the reply as `incomplete` with a handoff, never restarted elsewhere;
+//! stream after the first text has the fallback continue the text already shown (or, when that fails too,
+//! the reply ends as `incomplete` with a handoff), never restarted elsewhere;
 //! a tenant over its budget is answered without any LLM call; a configured HTTP tool is called by the
 //! model once per turn and its result reaches the user.
 
@@ -126,12 +127,12 @@ impl Setup {
     }
 }
 
-fn text_of(replies: &[OutboundReply], kind: OutboundKind) -> String {
+pub(crate) fn text_of(replies: &[OutboundReply], kind: OutboundKind) -> String {
     replies.iter().filter(|r| r.kind == kind).map(|r| r.text.as_str()).collect()
 }
 
 /// The reply as the contract defines it: the DELTA texts, then the FINAL's (where the last words may ride).
-fn reply_text(replies: &[OutboundReply]) -> String {
+pub(crate) fn reply_text(replies: &[OutboundReply]) -> String {
     text_of(replies, OutboundKind::Delta) + &text_of(replies, OutboundKind::Final)
 }
 
@@ -161,11 +162,34 @@ async fn a_primary_that_is_down_is_invisible_through_generate() {
     s.stop().await;
 }
 
+/// The primary (OpenAI, not configured to continue) cuts every stream after its first words: the fallback
+/// (Anthropic, whose prefill continues natively) is asked to continue the text already shown, and the user
+/// reads the reply the primary would have written, whole, with no notice and no handoff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_cut_after_the_first_text_ends_incomplete_with_a_handoff_through_generate() {
+async fn a_cut_after_the_first_text_is_continued_on_the_fallback_through_generate() {
     let s = setup().await;
     s.primary.set_fault(Some(Fault::Cut));
     let session = format!("f3:{}", unique("c"));
+    s.p.send_turn(&turn("acme", &session, "m1", "Tell me a story.")).await;
+    let replies = s.reply(&session).await;
+    let fin = replies.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
+    assert_eq!(fin.finish_reason.as_deref(), Some("stop"), "{replies:?}");
+    assert_eq!(fin.model.as_deref(), Some("claude-sonnet-4"), "the fallback finished it");
+    let full = mock::text::generate(MockConfig::default().seed, "Tell me a story.", 40).concat();
+    assert_eq!(reply_text(&replies), full, "one coherent reply, byte for byte");
+    assert_eq!(replies.iter().filter(|r| r.kind == OutboundKind::Final).count(), 1);
+    assert_eq!(s.fallback.stats().requests, 1, "one continuation request");
+    s.stop().await;
+}
+
+/// Neither deployment can finish the reply (the primary cuts, the fallback is down): after text left, the
+/// reply ends with the explicit notice and a handoff, never restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cut_that_cannot_be_continued_ends_incomplete_with_a_handoff_through_generate() {
+    let s = setup().await;
+    s.primary.set_fault(Some(Fault::Cut));
+    s.fallback.set_fault(Some(Fault::Status(503)));
+    let session = format!("f4:{}", unique("c"));
     s.p.send_turn(&turn("acme", &session, "m1", "Tell me a story.")).await;
     let replies = s.reply(&session).await;
     let fin = replies.iter().find(|r| r.kind == OutboundKind::Final).unwrap();
@@ -175,7 +199,7 @@ async fn a_cut_after_the_first_text_ends_incomplete_with_a_handoff_through_gener
     let full = mock::text::generate(MockConfig::default().seed, "Tell me a story.", 40).concat();
     assert!(!shown.is_empty() && full.starts_with(&shown) && shown.len() < full.len(), "{shown:?}");
     assert_eq!(replies.iter().filter(|r| r.kind == OutboundKind::Final).count(), 1);
-    assert_eq!(s.fallback.stats().requests, 0, "the visible answer is never restarted on the fallback");
+    assert!(s.fallback.stats().requests >= 1, "the continuation was tried on the fallback");
     let tickets = read_until::<TicketEvent>(
         &s.p.endpoints,
         &s.p.codec,
