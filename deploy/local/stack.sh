@@ -300,7 +300,7 @@ commitlog_segment_size: 8MiB
 auto_snapshot: false
 memtable_allocation_type: heap_buffers
 disk_access_mode: standard
-# Clients log in (role `turnpike`, made at first start by cassandra_ready; the built-in superuser is then
+# Clients log in (role \`turnpike\`, made at first start by cassandra_ready; the built-in superuser is then
 # locked out).
 authenticator: PasswordAuthenticator
 EOF
