@@ -21,7 +21,8 @@ pub mod summarize;
 pub mod tokens;
 
 use std::sync::Arc;
-use turnpike_core::Endpoints;
+use std::time::Duration;
+use turnpike_core::{Classify, Endpoints, ErrorClass};
 use turnpike_runner::StageError;
 use turnpike_store::{SessionStore, SummaryStore, TranscriptStore};
 
@@ -38,9 +39,49 @@ pub struct Deps {
     pub summaries: SummaryStore,
 }
 
+/// How long [`Deps::connect`] waits for Redis and Cassandra at start-up: a stage started beside a database that
+/// is still starting (or restarting after a crash: Cassandra replays its commit log first) waits for it
+/// instead of exiting, but a database that never comes is reported within minutes.
+pub const STARTUP_WAIT: Duration = Duration::from_secs(180);
+
 impl Deps {
-    /// Connects to Redis and CQL and prepares the statements (the keyspace must be migrated).
+    /// Connects to Redis and CQL and prepares the statements (the keyspace must be migrated), waiting up to
+    /// [`STARTUP_WAIT`] while either is unreachable.
     pub async fn connect(endpoints: &Endpoints) -> Result<Deps, StageError> {
+        Self::connect_within(endpoints, STARTUP_WAIT).await
+    }
+
+    /// [`Deps::connect`] with its own bound. Retryable failures (a refused or broken connection, a node that
+    /// cannot prepare yet) are retried with a doubling pause of at most 5 s and logged at each attempt;
+    /// a fatal one (a statement the database refuses, e.g. an unmigrated keyspace) ends the wait at once.
+    pub async fn connect_within(endpoints: &Endpoints, wait: Duration) -> Result<Deps, StageError> {
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(250);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let e = match Self::connect_once(endpoints).await {
+                Ok(deps) => {
+                    if attempt > 1 {
+                        tracing::info!(attempt, waited_ms = started.elapsed().as_millis() as u64, "Stores reachable.");
+                    }
+                    return Ok(deps);
+                }
+                Err(e) => e,
+            };
+            let left = wait.saturating_sub(started.elapsed());
+            if e.class() != ErrorClass::Retryable || left.is_zero() {
+                return Err(e);
+            }
+            let pause_now = pause.min(left);
+            tracing::warn!(code = e.code(), error = %e, attempt, retry_in_ms = pause_now.as_millis() as u64,
+                left_s = left.as_secs(), "Stores not reachable yet; waiting for them.");
+            tokio::time::sleep(pause_now).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn connect_once(endpoints: &Endpoints) -> Result<Deps, StageError> {
         let redis = turnpike_store::connect_redis(&endpoints.redis_url).await.map_err(StageError::from_classified)?;
         let pool =
             turnpike_store::RedisPool::connect(&endpoints.redis_url, 4).await.map_err(StageError::from_classified)?;

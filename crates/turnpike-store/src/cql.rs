@@ -2,7 +2,7 @@
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
 use std::time::Duration;
 use turnpike_core::{Classify, Endpoints, ErrorClass};
 
@@ -57,7 +57,7 @@ pub(crate) async fn prepare_idempotent(
     session: &Session,
     cql: String,
 ) -> Result<scylla::statement::prepared::PreparedStatement, StoreError> {
-    let mut p = session.prepare(cql).await.map_err(|e| StoreError::Cql(e.to_string()))?;
+    let mut p = session.prepare(cql).await.map_err(|e| classified(prepare_retryable(&e), e))?;
     p.set_is_idempotent(true);
     Ok(p)
 }
@@ -67,8 +67,38 @@ pub(crate) async fn prepare_idempotent(
 /// would only hide that.
 pub(crate) fn request_error(e: ExecutionError) -> StoreError {
     let retryable = match &e {
-        ExecutionError::BadQuery(_) | ExecutionError::PrepareError(_) | ExecutionError::UseKeyspaceError(_) => false,
-        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+        ExecutionError::BadQuery(_) | ExecutionError::UseKeyspaceError(_) => false,
+        // Preparing while the node is down or restarting fails on the connection, not on the statement.
+        ExecutionError::PrepareError(p) => prepare_retryable(p),
+        ExecutionError::LastAttemptError(a) => attempt_retryable(a),
+        _ => true,
+    };
+    classified(retryable, e)
+}
+
+fn classified(retryable: bool, e: impl std::fmt::Display) -> StoreError {
+    if retryable {
+        StoreError::CqlUnavailable(e.to_string())
+    } else {
+        StoreError::Cql(e.to_string())
+    }
+}
+
+/// A preparation fails retryably when no connection could carry it (the node is down, restarting or the
+/// pool is reconnecting), fatally when the database refused the statement itself.
+fn prepare_retryable(e: &PrepareError) -> bool {
+    match e {
+        PrepareError::AllAttemptsFailed { first_attempt } => attempt_retryable(first_attempt),
+        _ => true,
+    }
+}
+
+/// One request attempt: an error the database returned is retryable only for its availability and load
+/// codes; a lost connection or an exhausted stream-id pool is retryable; a request the driver could not
+/// even serialize is a bug.
+fn attempt_retryable(e: &RequestAttemptError) -> bool {
+    match e {
+        RequestAttemptError::DbError(db, _) => matches!(
             db,
             DbError::Unavailable { .. }
                 | DbError::Overloaded
@@ -81,15 +111,8 @@ pub(crate) fn request_error(e: ExecutionError) -> StoreError {
                 | DbError::TruncateError
                 | DbError::RateLimitReached { .. }
         ),
-        ExecutionError::LastAttemptError(
-            RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_),
-        ) => false,
+        RequestAttemptError::SerializationError(_) | RequestAttemptError::CqlRequestSerialization(_) => false,
         _ => true,
-    };
-    if retryable {
-        StoreError::CqlUnavailable(e.to_string())
-    } else {
-        StoreError::Cql(e.to_string())
     }
 }
 
@@ -111,4 +134,40 @@ where
         .try_collect()
         .await
         .map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::errors::ConnectionPoolError;
+    use turnpike_core::ErrorClass;
+
+    fn class(e: StoreError) -> ErrorClass {
+        e.class()
+    }
+
+    #[test]
+    fn preparing_without_a_connection_is_retryable() {
+        // What a stage sees while Cassandra is down or restarting: no connection in the pool.
+        let down = PrepareError::ConnectionPoolError(ConnectionPoolError::Initializing);
+        assert!(prepare_retryable(&down));
+        assert_eq!(class(request_error(ExecutionError::PrepareError(down))), ErrorClass::Retryable);
+        assert_eq!(
+            class(request_error(ExecutionError::ConnectionPoolError(ConnectionPoolError::Initializing))),
+            ErrorClass::Retryable
+        );
+        let overloaded = RequestAttemptError::DbError(DbError::Overloaded, "busy".into());
+        assert!(prepare_retryable(&PrepareError::AllAttemptsFailed { first_attempt: overloaded }));
+    }
+
+    #[test]
+    fn a_statement_the_database_refuses_is_fatal() {
+        // A keyspace the database does not know (a missing migration, or a schema lost by the server) is not
+        // going to appear by retrying.
+        let refused = RequestAttemptError::DbError(DbError::Invalid, "keyspace turnpike does not exist".into());
+        let prepare = PrepareError::AllAttemptsFailed { first_attempt: refused.clone() };
+        assert!(!prepare_retryable(&prepare));
+        assert_eq!(class(request_error(ExecutionError::PrepareError(prepare))), ErrorClass::Fatal);
+        assert_eq!(class(request_error(ExecutionError::LastAttemptError(refused))), ErrorClass::Fatal);
+    }
 }

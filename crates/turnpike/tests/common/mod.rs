@@ -8,6 +8,7 @@ use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -74,7 +75,8 @@ impl Pipeline {
         let (topo, prefix) = isolated_topology().await;
         let endpoints = Endpoints::from_env();
         let mock = turnpike_llm::mock::spawn(mock_cfg).await.unwrap();
-        let deps = turnpike_stages::Deps::connect(&endpoints).await.expect(HINT);
+        // The stores too go through the pipeline's endpoints: a test may route them through a proxy.
+        let deps = turnpike_stages::Deps::connect(&pipeline_endpoints).await.expect(HINT);
         let shutdown = CancellationToken::new();
         let llm = LlmSettings { base_url: mock.base_url(), api_key: None };
         let task = tokio::spawn(pipeline::run_stages(
@@ -269,4 +271,33 @@ pub async fn read_until<R: Record>(
         records.push(r);
     }
     raw.into_iter().zip(records).collect()
+}
+
+/// A TCP forwarder to `target` (`host:port`) that starts switched off: while off, it refuses service by
+/// closing every connection at once, as a crashed or partitioned server (registry, Cassandra) would look to a
+/// client.
+pub async fn switchable_proxy(target: String) -> (String, Arc<AtomicBool>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            if !flag.load(Ordering::SeqCst) {
+                drop(inbound);
+                continue;
+            }
+            let target = target.clone();
+            let flag = flag.clone();
+            tokio::spawn(async move {
+                let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else { return };
+                // Pooled connections must die with the outage too, so forward only while up.
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    _ = async { while flag.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
+                }
+            });
+        }
+    });
+    (addr, up)
 }

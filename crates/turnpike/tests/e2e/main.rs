@@ -9,6 +9,7 @@
 mod common;
 
 mod crashes;
+mod db_outage;
 mod failures;
 mod guardrails;
 mod knowledge;

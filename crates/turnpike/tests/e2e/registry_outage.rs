@@ -4,41 +4,11 @@
 use crate::common;
 
 use common::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
 use turnpike_core::Endpoints;
 use turnpike_llm::mock::MockConfig;
 use turnpike_schemas::{OutboundKind, OutboundReply};
-
-/// A TCP forwarder to the real registry that can be switched off: while off, it refuses service by closing
-/// every connection at once, as a crashed or partitioned registry would look to a client.
-async fn switchable_proxy(target: String) -> (String, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let up = Arc::new(AtomicBool::new(false));
-    let flag = up.clone();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = listener.accept().await {
-            if !flag.load(Ordering::SeqCst) {
-                drop(inbound);
-                continue;
-            }
-            let target = target.clone();
-            let flag = flag.clone();
-            tokio::spawn(async move {
-                let Ok(mut outbound) = TcpStream::connect(&target).await else { return };
-                // Pooled connections must die with the outage too, so forward only while up.
-                tokio::select! {
-                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                    _ = async { while flag.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => {}
-                }
-            });
-        }
-    });
-    (addr, up)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn registry_outage_delays_turns_but_never_dead_letters_them() {
