@@ -155,6 +155,23 @@ impl Guard {
             }
         }
 
+        if let (Some(e), true) = (embedding.filter(|_| scores.is_some()), !p.model.denied_examples.is_empty()) {
+            let closest = |examples: &[String]| {
+                examples
+                    .iter()
+                    .filter_map(|t| self.example(t).ok().flatten())
+                    .map(|x| x.iter().zip(&e.0).map(|(a, b)| a * b).sum::<f32>())
+                    .fold(f32::MIN, f32::max)
+            };
+            let (denied, allowed) = (closest(&p.model.denied_examples), closest(&p.model.allowed_examples));
+            if denied >= p.model.topic_similarity && denied > allowed {
+                let verdict = if topic.action == StopAction::Handoff { "handoff" } else { "refuse" };
+                let mut t = Trigger::new("topic", verdict, "model:denied_example");
+                t.score = Some(denied);
+                stop(topic.action, &topic.refusal_line, &mut triggers, t);
+            }
+        }
+
         // Detection was ~5% of the pipeline's CPU per turn, and only a language restriction acts on it.
         let lang = if p.limits.languages.is_empty() { None } else { language(text) };
         if let Some(l) = lang {

@@ -66,6 +66,8 @@ pub struct Guard {
 pub(crate) struct Model {
     pub(crate) encoder: Encoder,
     pub(crate) heads: semantic::Heads,
+    /// Embeddings of the policies' topic examples, by text (computed once per phrase per process).
+    pub(crate) examples: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 impl Guard {
@@ -83,7 +85,7 @@ impl Guard {
     /// Adds the model checks: the encoder and the shipped heads (`semantic_heads.txt`).
     pub fn with_encoder(mut self, encoder: Encoder) -> Result<Self, PolicyError> {
         let heads = semantic::Heads::shipped().map_err(PolicyError::Invalid)?;
-        self.model = Some(Model { encoder, heads });
+        self.model = Some(Model { encoder, heads, examples: Default::default() });
         Ok(self)
     }
 
@@ -99,6 +101,28 @@ impl Guard {
             }
             Err(e) => Ok((guard, Err(e.to_string()))),
         }
+    }
+
+    /// Embeds a policy's topic examples ahead of the first turn (else the first turn that needs them does).
+    pub fn prepare(&self, policy: &CompiledPolicy) -> Result<(), EmbedError> {
+        let m = &policy.policy.model;
+        for t in m.denied_examples.iter().chain(&m.allowed_examples) {
+            self.example(t)?;
+        }
+        Ok(())
+    }
+
+    /// A topic example's embedding, from the cache or computed now.
+    pub(crate) fn example(&self, text: &str) -> Result<Option<Vec<f32>>, EmbedError> {
+        let Some(m) = &self.model else { return Ok(None) };
+        if let Some(v) = m.examples.lock().ok().and_then(|c| c.get(text).cloned()) {
+            return Ok(Some(v));
+        }
+        let v = m.encoder.embed(text)?.0;
+        if let Ok(mut c) = m.examples.lock() {
+            c.insert(text.to_string(), v.clone());
+        }
+        Ok(Some(v))
     }
 
     pub fn model_loaded(&self) -> bool {

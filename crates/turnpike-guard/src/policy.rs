@@ -73,6 +73,14 @@ pub struct ModelPolicy {
     /// A `repetition` trigger (verdict `flag`, no action) once this many earlier messages are the same
     /// question: 2 means "asked for the third time". 0 turns it off.
     pub repeat_flag_after: usize,
+    /// Semantic topic boundary: example messages of topics the tenant does not serve (questions work
+    /// better than labels). A message at least `topic_similarity` to one of them, and closer to it than to
+    /// every `allowed_examples` message, is a `topic` trigger with `topics.action` and `topics.refusal_line`.
+    pub denied_examples: Vec<String>,
+    pub allowed_examples: Vec<String>,
+    /// MiniLM, measured: "what stocks should I buy" 0.63 and "Is ethereum a good investment right now?" 0.60
+    /// to the example "investment advice"; support questions 0.0-0.21 to it.
+    pub topic_similarity: f32,
 }
 
 impl Default for ModelPolicy {
@@ -85,6 +93,9 @@ impl Default for ModelPolicy {
             abuse_action: StopAction::Refuse,
             repeat_similarity: 0.7,
             repeat_flag_after: 2,
+            denied_examples: vec![],
+            allowed_examples: vec![],
+            topic_similarity: 0.45,
             abuse_line: "I'm here to help with your questions, and I'd like to keep this conversation respectful. \
                          What can I do for you?"
                 .into(),
@@ -288,6 +299,7 @@ impl CompiledPolicy {
             ("model.handoff_threshold", policy.model.handoff_threshold),
             ("model.abuse_threshold", policy.model.abuse_threshold),
             ("model.repeat_similarity", Some(policy.model.repeat_similarity)),
+            ("model.topic_similarity", Some(policy.model.topic_similarity)),
         ] {
             if t.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
                 return Err(PolicyError::Invalid(format!("{name} must be within [0, 1]")));

@@ -101,3 +101,20 @@ fn the_same_question_a_third_time_is_flagged_as_repetition() {
     // A flag, not a stop.
     assert_eq!(verdicts[3].action, InputAction::Proceed);
 }
+
+#[test]
+fn denied_topic_examples_stop_messages_close_to_them_and_not_support_questions() {
+    let mut p = TenantPolicy::default();
+    p.model.denied_examples = vec!["investment advice".into(), "which cryptocurrency should I buy".into()];
+    p.model.allowed_examples = vec!["orders and deliveries".into(), "refunds and returns".into()];
+    p.topics.action = turnpike_guard::policy::StopAction::Handoff;
+    let compiled = CompiledPolicy::compile(p.clone()).unwrap();
+    guard().prepare(&compiled).unwrap();
+    let v = check(&p, "what stocks should I buy");
+    assert_eq!(v.action, InputAction::Handoff);
+    assert!(has(&v, "topic", "model:denied_example"), "{:?}", v.triggers);
+    for q in ["Where is my order?", "I want a refund", "How do I update my billing address?"] {
+        let v = check(&p, q);
+        assert!(!v.triggers.iter().any(|t| t.check == "topic"), "{q}: {:?}", v.triggers);
+    }
+}

@@ -48,6 +48,9 @@ impl GuardIn {
             ),
         }
         metrics::gauge!("turnpike_guard_model_loaded").set(if model.is_ok() { 1.0 } else { 0.0 });
+        for (_, policy) in policies.iter() {
+            guard.prepare(policy).map_err(|e| StageError::fatal("guard_model", e.to_string()))?;
+        }
         let vault = RedisVault::connect(redis_url, crate::session::SESSION_TTL_SECS as i64)
             .await
             .map_err(|e| StageError::retryable("redis", e.to_string()))?;

@@ -34,6 +34,7 @@ pub fn run(tenant: &str) -> anyhow::Result<()> {
         Ok(name) => eprintln!("turnpike guard check: model checks on ({name})"),
         Err(e) => eprintln!("turnpike guard check: MODEL CHECKS ARE OFF, pattern checks only: {e}"),
     }
+    guard.prepare(policies.get(tenant))?;
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     check_lines(&guard, policies.get(tenant), stdin.lock(), &mut stdout.lock())
