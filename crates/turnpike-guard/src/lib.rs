@@ -1,11 +1,14 @@
 //! Turnpike guardrails: the checks guard-in and guard-out call.
 //!
-//! Guarantee: every check is synchronous, in-process and allocation-light (no model download, no network),
-//! so it can run on every turn and on every streamed sentence; nothing returned by a check (verdicts,
-//! triggers) carries a raw PII value: raw values live only in [`SessionPii`] and the [`vault`].
+//! Guarantee: every check is synchronous and in-process (no model download, no network), so it can run on
+//! every turn and on every streamed sentence; nothing returned by a check (verdicts, triggers) carries a raw
+//! PII value: raw values live only in [`SessionPii`] and the [`vault`]. The pattern checks are
+//! allocation-light; the model checks (with [`Guard::with_encoder`] or [`Guard::from_env`]) cost one
+//! embedding per message (1-6 ms of CPU, [`Guard::embed`]) and microseconds per head on it ([`semantic`]).
 //!
 //! Use: compile a [`TenantPolicy`] once into a [`CompiledPolicy`], keep one [`Guard`] per process, then
-//! - input: [`Guard::check_input`] → [`InputVerdict`] (masked text, triggers, action);
+//! - input: [`Guard::embed`] the message once, then [`Guard::check_input_with`] → [`InputVerdict`] (masked
+//!   text, triggers, action; [`Guard::check_input`] for the patterns alone);
 //! - output: [`Guard::output_checker`] → [`OutputChecker`], `push` deltas, `finish` at the end of the turn.
 
 pub mod injection;
