@@ -2,7 +2,10 @@
 
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::errors::{DbError, ExecutionError, PrepareError, RequestAttemptError};
+use scylla::errors::{
+    ConnectionError, ConnectionPoolError, ConnectionSetupRequestErrorKind, DbError, ExecutionError, MetadataError,
+    NewSessionError, PrepareError, RequestAttemptError,
+};
 use std::time::Duration;
 use turnpike_core::{Classify, Endpoints, ErrorClass};
 
@@ -15,6 +18,9 @@ pub enum StoreError {
     /// A CQL statement was refused (syntax, schema mismatch): a bug or a missing migration.
     #[error("cql statement failed: {0}")]
     Cql(String),
+    /// The cluster refused our login (wrong or missing credentials): configuration, not an outage.
+    #[error("cql login refused: {0}")]
+    CqlLogin(String),
     /// Redis could not be reached or refused a command.
     #[error("redis error: {0}")]
     Redis(String),
@@ -27,13 +33,14 @@ impl Classify for StoreError {
     fn class(&self) -> ErrorClass {
         match self {
             StoreError::CqlUnavailable(_) | StoreError::Redis(_) => ErrorClass::Retryable,
-            StoreError::Cql(_) | StoreError::Migration { .. } => ErrorClass::Fatal,
+            StoreError::Cql(_) | StoreError::CqlLogin(_) | StoreError::Migration { .. } => ErrorClass::Fatal,
         }
     }
     fn code(&self) -> &'static str {
         match self {
             StoreError::CqlUnavailable(_) => "cql_unavailable",
             StoreError::Cql(_) => "cql_statement",
+            StoreError::CqlLogin(_) => "cql_login",
             StoreError::Redis(_) => "redis",
             StoreError::Migration { .. } => "migration",
         }
@@ -48,7 +55,33 @@ pub async fn connect_cql(endpoints: &Endpoints) -> Result<Session, StoreError> {
     if let Some((user, password)) = &endpoints.cql_credentials {
         builder = builder.user(user, password);
     }
-    builder.build().await.map_err(|e| StoreError::CqlUnavailable(e.to_string()))
+    builder.build().await.map_err(|e| {
+        if login_refused(&e) {
+            StoreError::CqlLogin(e.to_string())
+        } else {
+            StoreError::CqlUnavailable(e.to_string())
+        }
+    })
+}
+
+/// Whether the session failed because the node refused our credentials (or wanted some and we had none):
+/// waiting for the cluster would only delay that report. Anything else at connection time (refused,
+/// reset, timed out, a node still starting) is the cluster not being there yet.
+fn login_refused(e: &NewSessionError) -> bool {
+    let NewSessionError::MetadataError(MetadataError::ConnectionPoolError(ConnectionPoolError::Broken {
+        last_connection_error: ConnectionError::ConnectionSetupRequestError(setup),
+    })) = e
+    else {
+        return false;
+    };
+    matches!(
+        setup.error,
+        ConnectionSetupRequestErrorKind::DbError(DbError::AuthenticationError, _)
+            | ConnectionSetupRequestErrorKind::MissingAuthentication
+            | ConnectionSetupRequestErrorKind::StartAuthSessionError(_)
+            | ConnectionSetupRequestErrorKind::AuthChallengeEvaluationError(_)
+            | ConnectionSetupRequestErrorKind::AuthFinishError(_)
+    )
 }
 
 /// Prepares `cql` and marks it idempotent: every statement of the stores is an upsert or a read, so the

@@ -50,22 +50,15 @@ async fn dead_letters(p: &Pipeline) -> Vec<DeadLetter> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn stages_wait_for_cassandra_at_start_and_through_an_outage() {
+async fn stages_wait_through_a_cassandra_outage() {
+    // Cassandra answers at start here; waiting for it at start is the next test's.
     let (real, via_proxy, up) = cassandra_behind_proxy().await;
-
-    // Start-up with Cassandra unreachable: the stores are connected only once it answers, 3 s later.
-    let flip = up.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        flip.store(true, Ordering::SeqCst);
-    });
-    let t0 = Instant::now();
+    up.store(true, Ordering::SeqCst);
     let p =
         Pipeline::start_custom(&turnpike_topology::STAGE_NAMES, MockConfig::instant(), via_proxy, Default::default())
             .await;
-    assert!(t0.elapsed() >= Duration::from_secs(3), "the stores connected while Cassandra was unreachable");
 
-    let session = format!("db{}:{}", 1, unique("c"));
+    let session = format!("db1:{}", unique("c"));
     p.send_turn(&turn("acme", &session, "m1", "Hello before the outage")).await;
     assert_eq!(finals(&p, 1, Duration::from_secs(60)).await, vec![1], "turn 1 answered before the outage");
 
@@ -98,9 +91,20 @@ async fn stages_wait_for_cassandra_at_start_and_through_an_outage() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_start_up_wait_is_bounded_and_skips_fatal_errors() {
+async fn the_start_up_waits_for_cassandra_within_a_bound_and_not_on_fatal_errors() {
+    // A Cassandra that answers only 3 s after the stage started: the stores connect once it does.
+    let (real, late, up) = cassandra_behind_proxy().await;
+    let t0 = Instant::now();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        up.store(true, Ordering::SeqCst);
+    });
+    let deps = turnpike_stages::Deps::connect_within(&late, Duration::from_secs(60)).await;
+    assert!(deps.is_ok(), "no connection once Cassandra answered: {:?}", deps.err());
+    assert!(t0.elapsed() >= Duration::from_secs(3), "the stores connected while Cassandra was unreachable");
+
     // A Cassandra that never comes: the wait ends at its bound with a retryable error, not before.
-    let (real, unreachable, _never_up) = cassandra_behind_proxy().await;
+    let (_, unreachable, _never_up) = cassandra_behind_proxy().await;
     let t0 = Instant::now();
     let e = turnpike_stages::Deps::connect_within(&unreachable, Duration::from_secs(2)).await.err().expect("connected");
     assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
@@ -116,4 +120,13 @@ async fn the_start_up_wait_is_bounded_and_skips_fatal_errors() {
     assert_eq!(e.class(), ErrorClass::Fatal, "{e}");
     assert!(e.to_string().contains("turnpike_never_migrated"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(20), "a fatal error was retried for {:?}", t0.elapsed());
+
+    // A password the cluster refuses is configuration too: reported at once, as a login error.
+    let mut wrong_login = real.clone();
+    wrong_login.cql_credentials = Some(("turnpike".into(), "not-the-password".into()));
+    let t0 = Instant::now();
+    let e =
+        turnpike_stages::Deps::connect_within(&wrong_login, Duration::from_secs(60)).await.err().expect("connected");
+    assert_eq!((e.class(), e.code()), (ErrorClass::Fatal, "cql_login"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "a refused login was retried for {:?}", t0.elapsed());
 }
