@@ -14,6 +14,9 @@ Faults (`--fault`, repeatable; each runs for `--duration` seconds on a fresh top
   kill:STAGE     the same, only instances of STAGE (ingest, guard-in, ..., handoff)
   broker         SIGKILL the local Kafka broker every `--every` seconds and start it again after `--down` s
                  (uses deploy/local/stack.sh; disturbs everything else on the local stack)
+  cassandra      the same for Cassandra
+  redis          the same for Redis, whose data is deleted while it is down (restarted empty)
+  registry       the same for the schema registry
 
 Every stage runs as its own `turnpike stage` process; generate, guard-out and deliver run two instances each.
 The mock LLM runs as its own process (`turnpike-mock-llm`), streaming at `--tokens-per-sec`.
@@ -51,6 +54,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
 from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: E402
 
+# Faults that take a local stack service down (SIGKILL, `--down` seconds, `stack.sh start`).
+SERVICES = {"broker": "kafka", "cassandra": "cassandra", "redis": "redis", "registry": "apicurio"}
 STAGES = ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff"]
 TWICE = {"generate", "guard-out", "deliver"}
 APOLOGY_PREFIX = "I'm sorry"
@@ -320,14 +325,21 @@ def inject(fault: str, instances: List[Instance], rng: random.Random, args: argp
         victim = rng.choice(pool)
         victim.kill()
         return {"at": at, "what": f"SIGKILL {victim.id}"}
-    if fault == "broker":
-        pid = stack_env_pids().get("kafka")
+    if fault in SERVICES:
+        svc = SERVICES[fault]
+        pid = stack_env_pids().get(svc)
         if pid:
             os.kill(pid, signal.SIGKILL)
+        if fault == "redis":
+            # Restarted empty: every session's state, vault, markers and checker states gone at once.
+            state = pathlib.Path(os.environ.get("TURNPIKE_STACK_DIR", ROOT / ".stack"))
+            for f in (state / "data" / "redis").rglob("*"):
+                if f.is_file():
+                    f.unlink()
         time.sleep(args.down)
         subprocess.run([str(ROOT / "deploy" / "local" / "stack.sh"), "start"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return {"at": at, "what": f"broker SIGKILLed (pid {pid}), started after {args.down}s"}
+        return {"at": at, "what": f"{svc} SIGKILLed (pid {pid}), started after {args.down}s"}
     raise SystemExit(f"unknown fault {fault}")
 
 
