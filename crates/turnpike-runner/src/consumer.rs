@@ -264,7 +264,15 @@ pub(crate) fn poll_loop(
         let partition = message.partition();
         let offset = message.offset();
         // A keyless record still needs an ordering slot: give it one of its own (the stage dead-letters it).
-        let key = message.key().map(<[u8]>::to_vec).unwrap_or_else(|| format!("\u{0}offset:{offset}").into_bytes());
+        // In exactly-once mode a partition is one slot: its records complete in offset order, so every record
+        // whose outputs a transaction holds is within the offsets it commits. (Sessions completing out of
+        // order would leave a finished record past a pending one: its outputs committed, its offset not,
+        // and a crash then would publish them again.)
+        let key = if shared.txn.is_some() {
+            b"\0partition".to_vec()
+        } else {
+            message.key().map(<[u8]>::to_vec).unwrap_or_else(|| format!("\u{0}offset:{offset}").into_bytes())
+        };
         let mut st = shared.lock();
         // Not assigned any more (revoked between fetch and now): the next owner reads it.
         let Some(a) = st.partitions.get_mut(&partition) else { continue };

@@ -15,7 +15,7 @@
 //!   offsets are committed synchronously, and only then are partitions released.
 //! - **Exactly once, where declared.** A stage marked `exactly_once` in the topology produces in Kafka
 //!   transactions that carry its input offsets (see [`crate::txn`]): `read_committed` consumers of its
-//!   outputs see each record once, whatever crashes. An aborted transaction restarts the runner in-process
+//!   outputs see each record once, whatever crashes. Its records run one at a time per partition. An aborted transaction restarts the runner in-process
 //!   from the committed offsets.
 
 use crate::config::{ConfigError, RunnerConfig};

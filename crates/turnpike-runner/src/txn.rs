@@ -7,7 +7,9 @@
 //! committed offsets, so each output is seen once. Side effects outside Kafka (Redis, Cassandra) are not in
 //! the transaction: they stay idempotent, as under at-least-once.
 //!
-//! How: session tasks process concurrently as in at-least-once mode, each holding a read permit of `gate`
+//! How: a partition's records are processed one at a time in offset order (partitions concurrently): a
+//! transaction can only commit a partition's offsets as one position, so a record finished past a pending
+//! one would have its outputs committed without its offset. Each task holds a read permit of `gate`
 //! from before its first emit until its input's offset is recorded; a commit takes the write permit, so a
 //! transaction never holds part of one input's outputs. It sends the recorded offsets with the consumer's
 //! group metadata (the broker fences a zombie of an older group generation), commits, and begins the next
