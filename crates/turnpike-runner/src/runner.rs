@@ -15,8 +15,8 @@
 //!   offsets are committed synchronously, and only then are partitions released.
 //! - **Exactly once, where declared.** A stage marked `exactly_once` in the topology produces in Kafka
 //!   transactions that carry its input offsets (see [`crate::txn`]): `read_committed` consumers of its
-//!   outputs see each record once, whatever crashes. Its records run one at a time per partition. An aborted transaction restarts the runner in-process
-//!   from the committed offsets.
+//!   outputs see each record once, whatever crashes. Its records run one at a time per partition. An
+//!   aborted transaction restarts the runner in-process from the committed offsets.
 
 use crate::config::{ConfigError, RunnerConfig};
 use crate::consumer::{self, Dispatch, RunnerConsumer, RunnerContext, Shared};
@@ -189,7 +189,8 @@ async fn run_once<S: Stage>(
             }
         })
     };
-    // The committer outlives the poll thread: the poll thread's last act is a commit through it.
+    // The committer stops only after the poll thread ended: until then records still complete and need
+    // committing (the poll thread's own last commit, at release, calls `Txn::commit` directly).
     let commit_stop = CancellationToken::new();
     let committer =
         txn.clone().map(|t| tokio::spawn(txn::committer(t, consumer.clone(), shared.clone(), commit_stop.clone())));
