@@ -354,8 +354,8 @@ pub struct OutboundReply {
 }
 record!(OutboundReply, "outbound_reply");
 
-/// `handoff_request.avsc`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `handoff_request.avsc`. Not `Eq`: `frustration` is a float.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HandoffRequest {
     pub tenant_id: String,
     pub session_id: String,
@@ -368,8 +368,47 @@ pub struct HandoffRequest {
     pub text: String,
     pub summary: Option<String>,
     pub requested_at_ms: i64,
+    /// Why the trigger fired (masked text, scores, turns), for the agent and the audit.
+    pub evidence: String,
+    /// `low`, `normal`, `high` or `urgent` ([`HandoffRequest::PRIORITIES`]).
+    pub priority: String,
+    /// Ticket labels from the trigger, such as `handoff:loop` or `topic:legal`.
+    pub tags: Vec<String>,
+    /// The triggering turn's frustration score in [0, 1], when the turn was scored.
+    pub frustration: Option<f64>,
 }
 record!(HandoffRequest, "handoff_request");
+
+impl HandoffRequest {
+    /// Every priority a request may carry, lowest first (the helpdesk connectors map them to theirs).
+    pub const PRIORITIES: [&'static str; 4] = ["low", "normal", "high", "urgent"];
+    /// The schema's default priority, also what an older writer's record is read with.
+    pub const DEFAULT_PRIORITY: &'static str = "normal";
+}
+
+/// By hand rather than derived, so a request built in code has the same `priority` as one decoded from an
+/// older writer (the schema's default, `normal`), not an empty string.
+impl Default for HandoffRequest {
+    fn default() -> Self {
+        HandoffRequest {
+            tenant_id: String::new(),
+            session_id: String::new(),
+            turn_id: String::new(),
+            seq: 0,
+            user_id: String::new(),
+            kind: HandoffKind::default(),
+            reason: String::new(),
+            source_stage: String::new(),
+            text: String::new(),
+            summary: None,
+            requested_at_ms: 0,
+            evidence: String::new(),
+            priority: HandoffRequest::DEFAULT_PRIORITY.to_string(),
+            tags: vec![],
+            frustration: None,
+        }
+    }
+}
 
 /// `ticket_event.avsc`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

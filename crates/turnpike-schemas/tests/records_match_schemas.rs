@@ -93,6 +93,14 @@ fn every_record_round_trips_through_its_schema() {
         ..Default::default()
     });
     roundtrip(HandoffRequest { kind: HandoffKind::UserMessage, reason: "user_asked".into(), ..Default::default() });
+    roundtrip(HandoffRequest {
+        reason: "sentiment".into(),
+        evidence: "frustration 0.81, 0.74 on turns 4, 5".into(),
+        priority: "high".into(),
+        tags: vec!["handoff:sentiment".into(), "tier:gold".into()],
+        frustration: Some(0.74),
+        ..Default::default()
+    });
     roundtrip(TicketEvent { kind: TicketEventKind::AgentJoined, ticket_id: "T-1".into(), ..Default::default() });
     roundtrip(DeadLetter {
         original_key: Some(b"user-1:conv-1".to_vec()),
@@ -137,4 +145,44 @@ fn an_older_writer_without_defaulted_fields_is_read_with_defaults() {
     assert_eq!(turn.channel, "kafka");
     assert_eq!(turn.turn_id, None);
     assert!(turn.attributes.is_empty());
+}
+
+#[test]
+fn a_handoff_request_from_before_trigger_evidence_reads_with_the_defaults() {
+    // The schema as it was before evidence, priority, tags and frustration: records already on the topic
+    // (and producers not yet upgraded) must still decode, with the defaults the helpdesk side relies on.
+    let old = Schema::parse_str(
+        r#"{"type":"record","name":"HandoffRequest","namespace":"io.turnpike.v1","fields":[
+            {"name":"tenant_id","type":"string"},{"name":"session_id","type":"string"},
+            {"name":"turn_id","type":"string"},{"name":"seq","type":"long"},{"name":"user_id","type":"string"},
+            {"name":"kind","type":{"type":"enum","name":"HandoffKind","symbols":["REQUEST","USER_MESSAGE"],
+             "default":"REQUEST"},"default":"REQUEST"},
+            {"name":"reason","type":"string"},{"name":"source_stage","type":"string"},
+            {"name":"text","type":"string","default":""},
+            {"name":"summary","type":["null","string"],"default":null},
+            {"name":"requested_at_ms","type":{"type":"long","logicalType":"timestamp-millis"}}]}"#,
+    )
+    .unwrap();
+    let mut rec = apache_avro::types::Record::new(&old).unwrap();
+    for (field, value) in [("tenant_id", "acme"), ("session_id", "s"), ("turn_id", "t"), ("user_id", "u")] {
+        rec.put(field, value);
+    }
+    rec.put("seq", 4i64);
+    rec.put("kind", apache_avro::types::Value::Enum(0, "REQUEST".into()));
+    rec.put("reason", "user_asked");
+    rec.put("source_stage", "guard-in");
+    rec.put("text", "a human please");
+    rec.put("summary", apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)));
+    rec.put("requested_at_ms", apache_avro::types::Value::TimestampMillis(9));
+    let bytes = GenericDatumWriter::builder(&old).build().unwrap().write_value_to_vec(rec).unwrap();
+    let new = Schema::parse_str(HandoffRequest::SCHEMA).unwrap();
+    let value =
+        GenericDatumReader::builder(&old).reader_schema(&new).build().unwrap().read_value(&mut &bytes[..]).unwrap();
+    let r: HandoffRequest = from_value(&value).unwrap();
+    assert_eq!((r.reason.as_str(), r.seq, r.text.as_str()), ("user_asked", 4, "a human please"));
+    assert_eq!(r.evidence, "");
+    assert_eq!(r.priority, "normal");
+    assert_eq!(r.priority, HandoffRequest::default().priority);
+    assert!(r.tags.is_empty());
+    assert_eq!(r.frustration, None);
 }

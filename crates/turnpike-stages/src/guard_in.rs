@@ -216,11 +216,20 @@ impl Stage for GuardIn {
                 seq: turn.seq,
                 user_id: turn.user_id.clone(),
                 kind,
-                reason,
                 source_stage: "guard-in".into(),
                 text: decision.text.clone(),
                 summary: None,
                 requested_at_ms: now_ms(),
+                evidence: decision
+                    .triggers
+                    .iter()
+                    .filter(|t| t.verdict == "handoff")
+                    .map(|t| format!("{}: {}", t.check, t.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                tags: vec![format!("handoff:{reason}")],
+                reason,
+                ..Default::default()
             })
             .await?;
         }

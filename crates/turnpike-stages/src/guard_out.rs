@@ -288,6 +288,9 @@ impl Stage for GuardOut {
                 text: String::new(),
                 summary: None,
                 requested_at_ms: now_ms(),
+                evidence: "An output guardrail blocked the reply.".into(),
+                tags: vec!["handoff:output_guardrail".into()],
+                ..Default::default()
             })
             .await?;
         }

@@ -118,6 +118,11 @@ fn handoff(p: &RoutedPrompt, reason: &str) -> HandoffRequest {
         text: p.messages.last().map(|m| m.content.clone()).unwrap_or_default(),
         summary: None,
         requested_at_ms: now_ms(),
+        evidence: format!("generate could not complete the reply on tier {} ({reason}).", p.tier),
+        // The customer was left without an answer mid-conversation: ahead of an ordinary request.
+        priority: "high".into(),
+        tags: vec![format!("handoff:{reason}")],
+        frustration: None,
     }
 }
 
