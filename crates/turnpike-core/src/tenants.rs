@@ -25,7 +25,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 /// Every section a component reads. A section name outside this list is a configuration error.
-pub const SECTIONS: &[&str] = &["guard", "context", "memory", "knowledge", "route", "gateway", "llm"];
+pub const SECTIONS: &[&str] = &["guard", "context", "memory", "knowledge", "route", "gateway", "llm", "helpdesk"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TenantConfigError {
