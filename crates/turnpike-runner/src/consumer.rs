@@ -131,6 +131,21 @@ impl Shared {
         abandoned
     }
 
+    /// After a fatal client error: nothing can be committed any more, so in-flight work is cancelled
+    /// rather than drained (the next consumer reprocesses it from the committed offsets), and an open
+    /// transaction is aborted.
+    fn abandon_all(&self, consumer: &RunnerConsumer, error: String) -> PollEnd {
+        metrics::counter!("turnpike_kafka_fatal_errors_total", "stage" => self.stage).increment(1);
+        tracing::error!(stage = self.stage, error, "Kafka client fatal error; restarting from the committed offsets.");
+        let parts: Vec<i32> = self.lock().partitions.keys().copied().collect();
+        if let Some(txn) = &self.txn {
+            txn.break_with("a Kafka client raised a fatal error");
+            let _ = txn.commit(consumer, self);
+        }
+        self.forget(&parts);
+        PollEnd::Fatal(error)
+    }
+
     fn assign(&self, partitions: &[i32]) {
         let mut st = self.lock();
         for p in partitions {
@@ -243,16 +258,42 @@ pub(crate) struct Dispatch {
     pub cancel: CancellationToken,
 }
 
+/// How often the poll loop asks librdkafka whether a client of this run raised a fatal error.
+const FATAL_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How a poll loop ended.
+pub(crate) enum PollEnd {
+    /// `stop` was cancelled: everything in flight was drained and committed.
+    Stopped,
+    /// A Kafka client of this run raised a fatal error; in-flight work was abandoned uncommitted.
+    Fatal(String),
+}
+
 /// Polls until `stop` is cancelled, admitting each message to its session (see [`PartitionTracker`]) and
 /// handing those that start a session to `spawn`. Pauses a partition that has too much in flight; session
 /// tasks resume it. On stop: pauses everything, drains, commits.
+///
+/// `fatal` reports a fatal error of the run's producer. The consumer's own is checked here: a consumer with
+/// a fatal error (e.g. `FENCED_INSTANCE_ID`, which librdkafka raises for a static member whose membership
+/// the coordinator replaced while the broker was away) unassigns everything without a rebalance callback
+/// and never delivers again, so polling on would stall the stage silently. The loop ends instead; the
+/// runner starts a new consumer from the committed offsets.
 pub(crate) fn poll_loop(
     consumer: Arc<RunnerConsumer>,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    fatal: impl Fn() -> Option<String>,
     spawn: impl Fn(Dispatch),
-) {
+) -> PollEnd {
+    let mut checked = Instant::now();
     while !stop.is_cancelled() {
+        if checked.elapsed() >= FATAL_CHECK_EVERY {
+            checked = Instant::now();
+            let error = consumer.client().fatal_error().map(|(code, m)| format!("consumer: {code:?}: {m}"));
+            if let Some(error) = error.or_else(&fatal) {
+                return shared.abandon_all(&consumer, error);
+            }
+        }
         let Some(result) = consumer.poll(Duration::from_millis(100)) else { continue };
         let message = match result {
             Ok(m) => m.detach(),
@@ -294,6 +335,7 @@ pub(crate) fn poll_loop(
     }
     let abandoned = shared.release(&consumer, &parts);
     tracing::info!(stage = shared.stage, abandoned, "Consumer drained and committed.");
+    PollEnd::Stopped
 }
 
 /// Closes the consumer (leaving the group) and serves its last callbacks, as dropping it would; for a

@@ -19,7 +19,7 @@
 //!   aborted transaction restarts the runner in-process from the committed offsets.
 
 use crate::config::{ConfigError, RunnerConfig};
-use crate::consumer::{self, Dispatch, RunnerConsumer, RunnerContext, Shared};
+use crate::consumer::{self, Dispatch, PollEnd, RunnerConsumer, RunnerContext, Shared};
 use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Source, Stage, StageError};
 use crate::txn::{self, Txn, TxnError};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -106,8 +106,23 @@ pub async fn run_with<S: Stage>(
     cfg.check()?;
     stage.on_start().await.map_err(|error| RunnerError::Start { stage: cfg.stage, error })?;
     let stage = Arc::new(stage);
+    let mut recent_restarts = std::collections::VecDeque::new();
     let result = loop {
         match run_once(stage.clone(), &cfg, shared.clone(), &shutdown).await {
+            // Restarting in a tight loop (e.g. two live instances configured with the same instance id,
+            // fencing each other) helps nobody: stop and say so.
+            Err(RunnerError::Restart { reason, .. })
+                if !shutdown.is_cancelled() && restart_storm(&mut recent_restarts) =>
+            {
+                break Err(RunnerError::Fatal {
+                    stage: cfg.stage,
+                    code: "restart_storm",
+                    message: format!(
+                        "{MAX_RESTARTS} restarts within {} s; the last because {reason}",
+                        RESTART_WINDOW.as_secs()
+                    ),
+                });
+            }
             Err(RunnerError::Restart { reason, .. }) if !shutdown.is_cancelled() => {
                 metrics::counter!("turnpike_runner_restarts_total", "stage" => cfg.stage).increment(1);
                 tracing::warn!(stage = cfg.stage, reason, "Restarting from the committed offsets.");
@@ -122,6 +137,20 @@ pub async fn run_with<S: Stage>(
     result
 }
 
+/// At most this many in-process restarts within [`RESTART_WINDOW`] before the runner gives up.
+const MAX_RESTARTS: usize = 10;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
+
+/// Records a restart now; true when it is one too many for the window.
+fn restart_storm(recent: &mut std::collections::VecDeque<Instant>) -> bool {
+    let now = Instant::now();
+    while recent.front().is_some_and(|t| now.duration_since(*t) > RESTART_WINDOW) {
+        recent.pop_front();
+    }
+    recent.push_back(now);
+    recent.len() > MAX_RESTARTS
+}
+
 /// One life of the consumer and producer, until shutdown, a fatal error or an aborted transaction.
 async fn run_once<S: Stage>(
     stage: Arc<S>,
@@ -133,6 +162,7 @@ async fn run_once<S: Stage>(
     // A fatal error in any task (or an aborted transaction) stops this run through this token, without
     // touching `shutdown`.
     let stop = shutdown.child_token();
+    let shares_producer = shared.is_some() && !cfg.exactly_once;
     let (producer, txn): (FutureProducer, _) = if cfg.exactly_once {
         let producer: FutureProducer = cfg.producer_config().create()?;
         let txn_stop = stop.clone();
@@ -198,17 +228,20 @@ async fn run_once<S: Stage>(
     let handle = tokio::runtime::Handle::current();
     let poll = {
         let (worker, stop) = (worker.clone(), stop.clone());
+        let producer = producer.clone();
         std::thread::Builder::new()
             .name(format!("{}-poll", cfg.stage))
             .spawn(move || {
                 let spawn_worker = worker.clone();
-                consumer::poll_loop(worker.consumer.clone(), worker.shared.clone(), stop, move |d| {
+                let producer_fatal =
+                    move || producer.client().fatal_error().map(|(code, m)| format!("producer: {code:?}: {m}"));
+                consumer::poll_loop(worker.consumer.clone(), worker.shared.clone(), stop, producer_fatal, move |d| {
                     handle.spawn(session_task(spawn_worker.clone(), d));
                 })
             })
             .map_err(|e| RunnerError::Thread(e.to_string()))?
     };
-    tokio::task::spawn_blocking(move || poll.join())
+    let end = tokio::task::spawn_blocking(move || poll.join())
         .await
         .map_err(|e| RunnerError::Thread(e.to_string()))?
         .map_err(|_| RunnerError::Thread("poll thread panicked".into()))?;
@@ -218,6 +251,24 @@ async fn run_once<S: Stage>(
         let _ = c.await;
     }
     let _ = ticker.await;
+    if let PollEnd::Fatal(reason) = end {
+        // A producer shared with the process's other stages cannot be replaced from here: stop, and let the
+        // process (and its supervisor) start again.
+        if shares_producer && producer.client().fatal_error().is_some() {
+            return Err(RunnerError::Fatal { stage: cfg.stage, code: "kafka_fatal", message: reason });
+        }
+        // The new consumer of the next run takes over the same static membership; this one must not linger
+        // in the group. A consumer with a fatal error leaves without a rebalance, but bound the wait anyway.
+        let closing = std::thread::spawn(move || consumer::close(&consumer));
+        let waited = tokio::task::spawn_blocking(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !closing.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let _ = waited.await;
+        return Err(RunnerError::Restart { stage: cfg.stage, reason });
+    }
     if let Some(e) = worker.fatal.get() {
         return Err(RunnerError::Fatal { stage: cfg.stage, code: e.code(), message: e.to_string() });
     }

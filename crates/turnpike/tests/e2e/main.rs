@@ -11,6 +11,7 @@ mod common;
 mod crashes;
 mod db_outage;
 mod failures;
+mod fenced;
 mod guardrails;
 mod knowledge;
 mod llm_failover;
