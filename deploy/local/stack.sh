@@ -24,13 +24,18 @@ PROBE="$SCRIPT_DIR/probe.py"
 PYTHON=${PYTHON:-python3}
 
 HOST=127.0.0.1
-KAFKA_PORT=9092
-KAFKA_CONTROLLER_PORT=9093
-CQL_PORT=9042
-CASSANDRA_STORAGE_PORT=7000
-REGISTRY_PORT=8081
-REGISTRY_MGMT_PORT=9001
-REDIS_PORT=6379
+# A second stack beside the first (e.g. a chaos run that kills services while tests use the first): give it a
+# state folder of its own and shift every port, e.g. TURNPIKE_STACK_DIR=/tmp/chaos-stack
+# TURNPIKE_STACK_PORT_OFFSET=100. `stack.sh env` exports the shifted endpoints.
+OFFSET=${TURNPIKE_STACK_PORT_OFFSET:-0}
+[[ $OFFSET =~ ^[0-9]+$ ]] || { echo "TURNPIKE_STACK_PORT_OFFSET must be a number, not '$OFFSET'" >&2; exit 2; }
+KAFKA_PORT=$((9092 + OFFSET))
+KAFKA_CONTROLLER_PORT=$((9093 + OFFSET))
+CQL_PORT=$((9042 + OFFSET))
+CASSANDRA_STORAGE_PORT=$((7000 + OFFSET))
+REGISTRY_PORT=$((8081 + OFFSET))
+REGISTRY_MGMT_PORT=$((9001 + OFFSET))
+REDIS_PORT=$((6379 + OFFSET))
 REGISTRY_API="http://$HOST:$REGISTRY_PORT/apis/ccompat/v7"
 
 SERVICES=(redis kafka cassandra apicurio)
