@@ -38,6 +38,19 @@ pub struct InputVerdict {
     pub pii_spans: Vec<PiiSpan>,
     /// How many of the session's earlier user messages ask nearly the same (model checks only).
     pub repeats: usize,
+    /// This turn's sentiment score and the session's trend (model checks only; also on the `sentiment`
+    /// trigger, see [`semantic::SentimentTrend`]).
+    pub sentiment: Option<semantic::SentimentTrend>,
+}
+
+/// What a session remembers for the model checks (guard-in keeps it in Redis, `turnpike guard check` in
+/// memory); empty for a new session.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SessionHistory<'a> {
+    /// Embeddings of the session's earlier user messages (repetition signal).
+    pub messages: &'a [Vec<f32>],
+    /// Sentiment scores of the session's earlier turns, oldest first (sentiment trend).
+    pub sentiment: &'a [f32],
 }
 
 /// What the heads on the message's embedding said (probabilities in [0, 1]).
@@ -46,6 +59,8 @@ pub struct ModelScores {
     pub injection: f32,
     pub handoff: f32,
     pub abuse: f32,
+    /// Negative sentiment or frustration (0 when the shipped heads have no sentiment head).
+    pub sentiment: f32,
 }
 
 impl Guard {
@@ -54,11 +69,7 @@ impl Guard {
         self.check_input_with(policy, text, session, None, &[])
     }
 
-    /// Every input check; `embedding` is the message's (from [`Guard::embed`], computed once per turn and
-    /// shared by every model check), `earlier` the session's earlier user messages' embeddings (for the
-    /// repetition signal; may be empty). Without one, or with the policy's `model.enabled` off, only the patterns
-    /// run. A model verdict adds to the patterns': injection stops the turn when the patterns or the
-    /// injection head say so, a request for a human hands off when a phrase or the handoff head says so.
+    /// [`Guard::check_input_in_session`] with the session's earlier messages only (no sentiment history).
     pub fn check_input_with(
         &self,
         policy: &CompiledPolicy,
@@ -67,6 +78,25 @@ impl Guard {
         embedding: Option<&Embedding>,
         earlier: &[Vec<f32>],
     ) -> InputVerdict {
+        let history = SessionHistory { messages: earlier, sentiment: &[] };
+        self.check_input_in_session(policy, text, session, embedding, history)
+    }
+
+    /// Every input check; `embedding` is the message's (from [`Guard::embed`], computed once per turn and
+    /// shared by every model check), `history` what the session remembers (earlier messages' embeddings for
+    /// the repetition signal, earlier sentiment scores for the trend; may be empty). Without one, or with the policy's `model.enabled` off, only the patterns
+    /// run. A model verdict adds to the patterns': injection stops the turn when the patterns or the
+    /// injection head say so, a request for a human hands off when a phrase or the handoff head says so.
+    /// The sentiment head only measures: a `sentiment` trigger on every scored turn, no action.
+    pub fn check_input_in_session(
+        &self,
+        policy: &CompiledPolicy,
+        text: &str,
+        session: &mut SessionPii,
+        embedding: Option<&Embedding>,
+        history: SessionHistory<'_>,
+    ) -> InputVerdict {
+        let earlier = history.messages;
         let p = &policy.policy;
         let scores = match (&self.model, embedding) {
             (Some(m), Some(e)) if p.model.enabled => {
@@ -212,7 +242,26 @@ impl Guard {
                 triggers.push(t);
             }
         }
-        let model = scores.map(|(i, h, a)| ModelScores { injection: i.0, handoff: h.0, abuse: a.0 });
+        let sentiment = match (&self.model, embedding.filter(|_| scores.is_some())) {
+            (Some(m), Some(e)) => m.heads.get(semantic::SENTIMENT).and_then(|h| {
+                let score = h.probability(&e.0)?;
+                let at = p.model.sentiment_threshold.unwrap_or(h.threshold);
+                Some(semantic::SentimentTrend::new(score, history.sentiment, at))
+            }),
+            _ => None,
+        };
+        if let Some(s) = &sentiment {
+            let verdict = if s.is_negative() { "flag" } else { "score" };
+            let mut t = Trigger::new(semantic::SENTIMENT, verdict, s.detail());
+            t.score = Some(s.score);
+            triggers.push(t);
+        }
+        let model = scores.map(|(i, h, a)| ModelScores {
+            injection: i.0,
+            handoff: h.0,
+            abuse: a.0,
+            sentiment: sentiment.as_ref().map_or(0.0, |s| s.score),
+        });
         InputVerdict {
             action,
             masked_text,
@@ -224,6 +273,7 @@ impl Guard {
             model,
             pii_spans,
             repeats,
+            sentiment,
         }
     }
 }

@@ -25,7 +25,7 @@ pub mod topic;
 pub mod vault;
 mod words;
 
-pub use input::{InputAction, InputVerdict, ModelScores};
+pub use input::{InputAction, InputVerdict, ModelScores, SessionHistory};
 pub use output::{CheckerState, OutputChecker, OutputVerdict, Release};
 pub use pii::{PiiKind, SessionPii};
 pub use policy::{CompiledPolicy, PolicyError, TenantPolicy};
@@ -40,14 +40,15 @@ use pii::PiiDetector;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trigger {
     /// Stable check name, also the metric label: `injection`, `pii`, `topic`, `length`, `tokens`,
-    /// `language`, `garbage`, `handoff_request`, `abuse`, `repetition`, `content_safety`, `brand`,
-    /// `commitment`, `canary`, `grounding`.
+    /// `language`, `garbage`, `handoff_request`, `abuse`, `repetition`, `sentiment`, `content_safety`,
+    /// `brand`, `commitment`, `canary`, `grounding`.
     pub check: &'static str,
-    /// What the check decided: `refuse`, `handoff`, `mask`, `flag`, `redact`, `replace`, `block`.
+    /// What the check decided: `refuse`, `handoff`, `mask`, `flag`, `redact`, `replace`, `block`, or
+    /// `score` (a measurement only, no finding: the `sentiment` score of a turn that is not negative).
     pub verdict: &'static str,
     /// Short, PII-free explanation (matched pattern family, token, word).
     pub detail: String,
-    /// A score where the check has one (injection), else `None`.
+    /// A score where the check has one (injection, the heads, `sentiment`, repetition), else `None`.
     pub score: Option<f32>,
 }
 

@@ -64,6 +64,10 @@ pub struct ModelPolicy {
     pub injection_threshold: Option<f32>,
     pub handoff_threshold: Option<f32>,
     pub abuse_threshold: Option<f32>,
+    /// Sentiment score (the `sentiment` head's probability that a message is negative or frustrated) at or
+    /// above which a turn counts as negative: its `sentiment` trigger has verdict `flag` (else `score`) and
+    /// it extends the session's `negative_run` (see `semantic::SentimentTrend`). No action by itself.
+    pub sentiment_threshold: Option<f32>,
     /// What a message that abuses the assistant gets (its own line, `abuse_line`, on refuse).
     pub abuse_action: StopAction,
     pub abuse_line: String,
@@ -90,6 +94,7 @@ impl Default for ModelPolicy {
             injection_threshold: None,
             handoff_threshold: None,
             abuse_threshold: None,
+            sentiment_threshold: None,
             abuse_action: StopAction::Refuse,
             repeat_similarity: 0.7,
             repeat_flag_after: 2,

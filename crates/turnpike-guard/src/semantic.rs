@@ -13,6 +13,12 @@ pub const INJECTION: &str = "injection";
 pub const HANDOFF: &str = "handoff_request";
 pub const ABUSE: &str = "abuse";
 pub const REPETITION: &str = "repetition";
+/// Negative sentiment and frustration: the head's probability that a message is negative, also the check
+/// name of the per-turn trigger that carries the score and the session's trend ([`SentimentTrend`]).
+pub const SENTIMENT: &str = "sentiment";
+/// How many of a session's sentiment scores are kept (guard-in: in Redis, see its `sentiment_key`) and
+/// shown in a trend.
+pub const SENTIMENT_MEMORY: usize = 20;
 /// How many earlier user messages of a session the repetition signal compares with.
 pub const SESSION_MEMORY: usize = 20;
 
@@ -23,6 +29,71 @@ pub fn repetition(current: &[f32], earlier: &[Vec<f32>], min_similarity: f32) ->
     let sims =
         earlier.iter().filter(|e| e.len() == current.len()).map(|e| e.iter().zip(current).map(|(a, b)| a * b).sum());
     sims.fold((0, 0.0f32), |(n, best), s: f32| (n + usize::from(s >= min_similarity), best.max(s)))
+}
+
+/// One turn's sentiment and the session's trend up to it: the interface for handoff rules such as
+/// "negative sentiment sustained over turns".
+///
+/// Where it is: every turn whose message the sentiment head scored carries one trigger with check
+/// [`SENTIMENT`] (`"sentiment"`), verdict `flag` when this turn is negative (score at or above the
+/// threshold: `guard.model.sentiment_threshold`, else the head's trained one) or `score` when it is not,
+/// `score` = [`SentimentTrend::score`], and `detail` = [`SentimentTrend::detail`], e.g.
+/// `score=0.912 negative_run=3 recent=0.120,0.804,0.871,0.912` (recent scores oldest first, this turn last;
+/// [`SentimentTrend::parse_detail`] reads it back, e.g. from a `GuardedTurn`'s triggers, which have no
+/// score field). In-process, [`crate::InputVerdict::sentiment`] has the same. guard-in keeps the scores of
+/// the session's last [`SENTIMENT_MEMORY`] turns in Redis (`turnpike:guard:sentiment:{tenant}:{session}`,
+/// a list of `"{seq}:{score}"`, newest last, as long as the session's state).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SentimentTrend {
+    /// This message's score in [0, 1]: the probability that it is negative or frustrated.
+    pub score: f32,
+    /// The session's scores, oldest first, this turn's last (at most [`SENTIMENT_MEMORY`]).
+    pub recent: Vec<f32>,
+    /// Consecutive negative turns ending with this one (0 when this one is not negative).
+    pub negative_run: usize,
+    /// The threshold a turn is counted negative at.
+    pub negative_at: f32,
+}
+
+impl SentimentTrend {
+    /// The trend after a turn scored `score`, given the session's earlier scores (oldest first).
+    pub fn new(score: f32, earlier: &[f32], negative_at: f32) -> SentimentTrend {
+        let keep = earlier.len().saturating_sub(SENTIMENT_MEMORY - 1);
+        let mut recent = earlier[keep..].to_vec();
+        recent.push(score);
+        let negative_run = recent.iter().rev().take_while(|s| **s >= negative_at).count();
+        SentimentTrend { score, recent, negative_run, negative_at }
+    }
+
+    pub fn is_negative(&self) -> bool {
+        self.score >= self.negative_at
+    }
+
+    /// The mean of the last `n` scores (fewer when the session is younger), this turn's included.
+    pub fn mean_of_last(&self, n: usize) -> f32 {
+        let tail = &self.recent[self.recent.len().saturating_sub(n.max(1))..];
+        tail.iter().sum::<f32>() / tail.len().max(1) as f32
+    }
+
+    /// The trigger's detail: `score=S negative_run=N recent=S1,S2,...` (three decimals, oldest first).
+    pub fn detail(&self) -> String {
+        let recent: Vec<String> = self.recent.iter().map(|s| format!("{s:.3}")).collect();
+        format!("score={:.3} negative_run={} recent={}", self.score, self.negative_run, recent.join(","))
+    }
+
+    /// Reads a [`SentimentTrend::detail`] back as `(score, negative_run, recent)`.
+    pub fn parse_detail(detail: &str) -> Option<(f32, usize, Vec<f32>)> {
+        let (mut score, mut run, mut recent) = (None, None, None);
+        for field in detail.split_whitespace() {
+            match field.split_once('=')? {
+                ("score", v) => score = v.parse().ok(),
+                ("negative_run", v) => run = v.parse().ok(),
+                ("recent", v) => recent = v.split(',').map(|x| x.parse().ok()).collect::<Option<Vec<f32>>>(),
+                _ => {}
+            }
+        }
+        Some((score?, run?, recent?))
+    }
 }
 
 /// A unit vector as one signed byte per dimension (384 bytes for MiniLM instead of 1,536), for a session's
@@ -229,6 +300,23 @@ mod tests {
     }
 
     #[test]
+    fn sentiment_trend_counts_the_negative_run_keeps_the_last_scores_and_reads_back() {
+        let t = SentimentTrend::new(0.9, &[0.1, 0.8, 0.7], 0.6);
+        assert_eq!(t.recent, vec![0.1, 0.8, 0.7, 0.9]);
+        assert_eq!(t.negative_run, 3);
+        assert!(t.is_negative());
+        assert!((t.mean_of_last(2) - 0.8).abs() < 1e-6);
+        assert_eq!(t.detail(), "score=0.900 negative_run=3 recent=0.100,0.800,0.700,0.900");
+        let (score, run, recent) = SentimentTrend::parse_detail(&t.detail()).unwrap();
+        assert_eq!((score, run, recent.len()), (0.9, 3, 4));
+        // A calm turn ends the run; the memory is bounded, oldest dropped.
+        let t = SentimentTrend::new(0.2, &[0.9; 40], 0.6);
+        assert_eq!((t.negative_run, t.recent.len(), t.is_negative()), (0, SENTIMENT_MEMORY, false));
+        assert_eq!(t.recent.last(), Some(&0.2));
+        assert_eq!(SentimentTrend::parse_detail("score=x"), None);
+    }
+
+    #[test]
     fn heads_round_trip_through_text_and_reject_malformed_files() {
         let h = Heads {
             heads: vec![Head { name: "abuse".into(), weights: vec![0.5, -1.25, 0.0], bias: -0.5, threshold: 0.7 }],
@@ -249,5 +337,7 @@ mod tests {
             assert_eq!(head.weights.len(), 384);
             assert!((0.5..1.0).contains(&head.threshold));
         }
+        let s = h.get(SENTIMENT).expect("sentiment head");
+        assert!(s.weights.len() == 384 && (0.2..=0.95).contains(&s.threshold), "{}", s.threshold);
     }
 }

