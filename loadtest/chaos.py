@@ -17,9 +17,14 @@ Faults (`--fault`, repeatable; each runs for `--duration` seconds on a fresh top
   cassandra      the same for Cassandra
   redis          the same for Redis, whose data is deleted while it is down (restarted empty)
   registry       the same for the schema registry
+  provider:F     the primary LLM deployment acts out F for `--down` s every `--every` s, while generate's chain
+                 fails over to (or continues on) the secondary: F is `503` (an outage), `429` (a rate-limit
+                 storm), `cut` (every stream cut after 3 chunks) or `stall` (2 chunks, then silence)
 
 Every stage runs as its own `turnpike stage` process; generate, guard-out and deliver run two instances each.
-The mock LLM runs as its own process (`turnpike-mock-llm`), streaming at `--tokens-per-sec`.
+The mock LLM runs as two processes of its own (`turnpike-mock-llm`), streaming at `--tokens-per-sec`: the
+primary and the secondary deployment of every tier's chain (`TURNPIKE_LLM_CONFIG`), both able to continue a
+cut reply (the vLLM flag), so generate resumes after a crash or a cut stream instead of apologising.
 
 Per fault it prints and writes (JSON): turns offered, answered whole, answered with an apology (the
 pipeline's incomplete notice), to an agent (a later turn of a session an apology handed to a human: the bot
@@ -42,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from typing import Any, Dict, List, Optional
 
@@ -80,20 +86,19 @@ def scripted_reply(rng: random.Random) -> str:
 class Instance:
     """One stage process, restarted by the supervisor whenever it exits (unless stopping)."""
 
-    def __init__(self, stage: str, n: int, args: argparse.Namespace, prefix: str, mock_url: str, logs: pathlib.Path):
-        self.stage, self.id = stage, f"{prefix}-{stage}-{n}"
+    def __init__(self, stage: str, n: int, args: argparse.Namespace, prefix: str, llm_config: pathlib.Path,
+                 logs: pathlib.Path):
+        self.stage, self.id, self.llm_config = stage, f"{prefix}-{stage}-{n}", llm_config
         self.cmd = [str(args.bin_dir / "turnpike"), "stage", stage, "--instance-id", self.id, "--topic-prefix", prefix,
-                    "--metrics-addr", "127.0.0.1:0", "--llm-base-url", mock_url,
-                    "--topology", str(ROOT / "topology" / "turnpike.toml")]
+                    "--metrics-addr", "127.0.0.1:0", "--topology", str(ROOT / "topology" / "turnpike.toml")]
         self.log = open(logs / f"{stage}-{n}.log", "ab")
         self.proc: Optional[subprocess.Popen] = None
         self.restarts = 0
         self.exits: List[int] = []
 
     def start(self) -> None:
-        # The mock continues its own replies (the vLLM flag), so a generate crash resumes instead of apologising.
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), NO_COLOR="1",
-                   TURNPIKE_LLM_CONTINUATION=os.environ.get("TURNPIKE_LLM_CONTINUATION", "vllm"))
+                   TURNPIKE_LLM_CONFIG=str(self.llm_config))
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=self.log, env=env)
 
     def kill(self) -> None:
@@ -232,11 +237,12 @@ def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
     env = dict(os.environ, TURNPIKE_TOPIC_PREFIX=prefix)
     subprocess.run([str(args.bin_dir / "turnpike"), "setup", "--topology", str(ROOT / "topology" / "turnpike.toml")],
                    env=env, check=True, stdout=subprocess.DEVNULL)
-    mock = subprocess.Popen([str(args.bin_dir / "turnpike-mock-llm"), "--addr", f"127.0.0.1:{args.mock_port}",
-                             "--ttft-ms", str(args.ttft_ms), "--tokens-per-sec", str(args.tokens_per_sec)],
-                            stdout=open(logs / "mock.log", "ab"), stderr=subprocess.STDOUT)
-    mock_url = f"http://127.0.0.1:{args.mock_port}/v1"
-    instances = [Instance(s, n, args, prefix, mock_url, logs) for s in STAGES for n in range(2 if s in TWICE else 1)]
+    mocks = [subprocess.Popen([str(args.bin_dir / "turnpike-mock-llm"), "--addr", f"127.0.0.1:{args.mock_port + n}",
+                               "--ttft-ms", str(args.ttft_ms), "--tokens-per-sec", str(args.tokens_per_sec)],
+                              stdout=open(logs / f"mock-{n}.log", "ab"), stderr=subprocess.STDOUT) for n in (0, 1)]
+    llm_config = logs / "llm.toml"
+    llm_config.write_text(llm_toml(args.mock_port))
+    instances = [Instance(s, n, args, prefix, llm_config, logs) for s in STAGES for n in range(2 if s in TWICE else 1)]
     for i in instances:
         i.start()
     sup = Supervisor(instances)
@@ -246,7 +252,31 @@ def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
     finally:
         # Whatever happened (an error, Ctrl-C), no stage process or mock outlives the run.
         sup.stop()
-        mock.terminate()
+        for m in mocks:
+            m.terminate()
+
+
+def llm_toml(port: int) -> str:
+    """Both tiers: the primary mock, then the secondary; both continue a cut reply (vLLM's flag)."""
+    deployments = "".join(f"""
+[[deployments]]
+name = "mock-{name}"
+provider = "openai"
+base_url = "http://127.0.0.1:{port + n}/v1"
+continuation = "vllm"
+ttft_timeout_ms = 3000
+idle_timeout_ms = 2000
+""" for n, name in enumerate(("primary", "secondary")))
+    tiers = "".join(f"""
+[tiers.{tier}]
+chain = ["mock-primary", "mock-secondary"]
+""" for tier in ("cheap", "capable"))
+    return deployments + tiers
+
+
+def set_provider_fault(port: int, fault: str) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/mock/fault", data=fault.encode(), method="PUT")
+    urllib.request.urlopen(req, timeout=5).read()
 
 
 def drive(fault: str, args: argparse.Namespace, rng: random.Random, prefix: str, instances: List[Instance]) -> Dict[str, Any]:
@@ -340,6 +370,12 @@ def inject(fault: str, instances: List[Instance], rng: random.Random, args: argp
         subprocess.run([str(ROOT / "deploy" / "local" / "stack.sh"), "start"], check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return {"at": at, "what": f"{svc} SIGKILLed (pid {pid}), started after {args.down}s"}
+    if fault.startswith("provider:"):
+        kind = fault.split(":", 1)[1]
+        set_provider_fault(args.mock_port, kind)
+        time.sleep(args.down)
+        set_provider_fault(args.mock_port, "none")
+        return {"at": at, "what": f"primary LLM {kind} for {args.down}s"}
     raise SystemExit(f"unknown fault {fault}")
 
 

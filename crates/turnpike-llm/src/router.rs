@@ -19,8 +19,9 @@
 //! text is never restarted or duplicated, and a cut stream is never passed off as complete (the clients
 //! already refuse that). The caller may then ask for the rest with a continuation request (the text shown
 //! as [`ChatRequest::continuation`]), which is a new call with a commit point of its own: it goes to the
-//! deployments that can continue ([`crate::LlmProvider::can_continue`]), in chain order, breakers applying
-//! (the deployment that was cut has just heard a failure), and fails at once when none can.
+//! deployments that can continue ([`crate::LlmProvider::can_continue`]), in chain order but the deployment
+//! that was cut last ([`ChatRequest::cut_on`]), breakers applying (it has just heard a failure), and fails
+//! at once when none can.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,6 +175,11 @@ impl Chain {
         // *requests* a deployment fails, so one request that fails every retry (something in its content)
         // cannot open it for everyone else.
         let mut recorded = vec![false; n];
+        // The deployment that just cut this reply goes last (see the module comment).
+        let mut order: Vec<usize> = (0..n).collect();
+        if let Some(cut) = req.cut_on.as_deref().filter(|_| continuing) {
+            order.sort_by_key(|i| self.deployments[*i].name == cut);
+        }
         let (mut attempts, mut failovers, mut passes) = (0u32, 0u32, 0u32);
         let mut previous: Option<usize> = None;
         let mut last_error: Option<LlmError> = None;
@@ -184,7 +190,8 @@ impl Chain {
             }
             let mut earliest: Option<Instant> = None;
             let mut picked = None;
-            for (i, dep) in self.deployments.iter().enumerate() {
+            for &i in &order {
+                let dep = &self.deployments[i];
                 if failed[i] || excluded[i] {
                     continue;
                 }

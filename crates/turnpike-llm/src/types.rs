@@ -92,6 +92,10 @@ pub struct ChatRequest {
     /// ([`crate::LlmProvider::can_continue`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<String>,
+    /// The deployment whose stream of this reply was just cut or stalled: a continuation tries it after
+    /// the chain's others, which may continue at once instead of failing the same way again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut_on: Option<String>,
 }
 
 impl ChatRequest {
@@ -103,6 +107,7 @@ impl ChatRequest {
             temperature: None,
             tools: Vec::new(),
             continuation: None,
+            cut_on: None,
         }
     }
 

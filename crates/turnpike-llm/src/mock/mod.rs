@@ -29,7 +29,9 @@
 //! - `[[mock:ttft=500]]` (`x-mock-ttft-ms`), `[[mock:tps=20]]` (`x-mock-tokens-per-sec`),
 //!   `[[mock:tokens=100]]` (`x-mock-tokens`);
 //! - server-wide, [`MockServer::set_fault`] makes every request fail until cleared (a provider outage),
-//!   whatever the messages say: the way failover tests take one deployment down and bring it back;
+//!   whatever the messages say: the way failover tests take one deployment down and bring it back; a
+//!   separate process takes the same through `PUT /mock/fault` with a fault as the body (`503`, `429`,
+//!   `cut`, `stall`, ...) and clears it with `none` (the chaos tool's provider faults);
 //! - `fault=cut_once`: like `cut`, but a continuation request is answered whole.
 //!
 //! Continuation requests, in each format's way ([`crate::continuation`]): an OpenAI request whose last
@@ -155,6 +157,7 @@ async fn serve_with(listener: TcpListener, cfg: MockConfig, counters: Arc<Counte
         .route("/v1beta/models/{target}", post(gemini))
         .route("/healthz", get(|| async { "ok" }))
         .route("/mock/stats", get(stats))
+        .route("/mock/fault", axum::routing::put(set_outage))
         .route("/mock/tool/{name}", post(tool))
         .fallback(|| async { respond::error(StatusCode::NOT_FOUND, "mock: no such route") })
         .with_state(state);
@@ -231,6 +234,19 @@ pub async fn spawn(cfg: MockConfig) -> io::Result<MockServer> {
 
 async fn stats(State(state): State<Arc<AppState>>) -> Json<MockStats> {
     Json(state.counters.snapshot())
+}
+
+/// `PUT /mock/fault`: the server-wide fault of [`MockServer::set_fault`] for a mock in another process.
+async fn set_outage(State(state): State<Arc<AppState>>, body: String) -> Result<String, Response> {
+    let fault = match body.trim() {
+        "none" | "" => None,
+        other => Some(
+            Fault::parse(other)
+                .ok_or_else(|| respond::error(StatusCode::BAD_REQUEST, &format!("mock: unknown fault {other:?}")))?,
+        ),
+    };
+    *state.counters.outage.lock().unwrap_or_else(|e| e.into_inner()) = fault;
+    Ok(format!("{fault:?}\n"))
 }
 
 /// A mock HTTP tool for tool-loop tests and demos: answers `{name}: {arguments}` and counts the call.

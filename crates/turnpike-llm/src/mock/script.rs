@@ -28,7 +28,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn parse(value: &str) -> Option<Fault> {
+    pub(crate) fn parse(value: &str) -> Option<Fault> {
         match value.trim() {
             "cut" => Some(Fault::Cut),
             "cut_once" => Some(Fault::CutOnce),

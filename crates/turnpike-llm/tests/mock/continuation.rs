@@ -170,3 +170,31 @@ async fn the_mocks_this_process_serves_are_known_by_their_base_url() {
     drop(server);
     assert!(!mock::serves_in_process(&url));
 }
+
+/// A continuation after a cut goes first to a deployment other than the one that cut the reply: a provider
+/// cutting every stream would otherwise cut each continuation too, until the reply ends in an apology.
+#[tokio::test]
+async fn a_continuation_tries_the_deployment_that_cut_the_reply_last() {
+    let (primary, secondary) =
+        (mock::spawn(MockConfig::instant()).await.unwrap(), mock::spawn(MockConfig::instant()).await.unwrap());
+    primary.set_fault(Some(turnpike_llm::mock::script::Fault::Cut));
+    let deployment = |name: &str, server: &MockServer| {
+        let client = OpenAiClient::new(cfg(server.base_url())).unwrap().with_continuation(ContinuationStyle::Vllm);
+        Deployment::new(name, "mock-1", client.into(), BreakerConfig::default())
+    };
+    let chain = Chain::new(
+        "cheap",
+        vec![deployment("primary", &primary), deployment("secondary", &secondary)],
+        RetryPolicy::default(),
+    );
+    let full = mock::text::generate(MockConfig::default().seed, QUESTION, 40).concat();
+    let shown = &full[..full.find(". ").unwrap() + 1];
+    let mut req = request(QUESTION).continuing(shown);
+    // Without the hint, chain order: the primary (which cuts again).
+    assert_eq!(chain.stream(&req).await.unwrap().deployment, "primary");
+    req.cut_on = Some("primary".into());
+    let answer = chain.stream(&req).await.unwrap();
+    assert_eq!(answer.deployment, "secondary", "the deployment that cut the reply is tried last");
+    let reply = collect(answer.events).await.unwrap();
+    assert_eq!(format!("{shown}{}", reply.text), full, "continued whole by the secondary");
+}

@@ -284,3 +284,29 @@ async fn configuration_errors_fail_over_without_further_passes() {
     assert_eq!((err.class(), err.code()), (ErrorClass::Fatal, "unauthorized"));
     assert_eq!((primary.stats().requests, fallback.stats().requests), (2, 2));
 }
+
+/// The outage switch of a mock in another process (the chaos tool's provider faults): `PUT /mock/fault`.
+#[tokio::test]
+async fn a_mock_process_is_taken_down_and_back_over_http() {
+    let (primary, fallback) = (instant().await, instant().await);
+    let chain = Chain::new(
+        "cheap",
+        vec![
+            openai("primary", &primary, BreakerConfig::default()),
+            openai("fallback", &fallback, BreakerConfig::default()),
+        ],
+        policy(),
+    );
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/mock/fault", primary.addr());
+    let put = |body: &'static str| http.put(&url).body(body).send();
+    assert_eq!(put("bogus").await.unwrap().status(), 400, "an unknown fault is refused");
+    assert_eq!(put("503").await.unwrap().status(), 200);
+    let answer = chain.stream(&request("Where is my parcel?")).await.unwrap();
+    assert_eq!(answer.deployment, "fallback", "the primary is down");
+    collect(answer.events).await.unwrap();
+    assert_eq!(put("none").await.unwrap().status(), 200);
+    let answer = chain.stream(&request("And my invoice?")).await.unwrap();
+    assert_eq!(answer.deployment, "primary", "the primary answers again once cleared");
+    collect(answer.events).await.unwrap();
+}

@@ -236,7 +236,11 @@ impl Stage for Generate {
             progress.unreported += estimate;
             // Text has left (a stream opens at its first text): this counts the error and never retries.
             let retry = self.failure(&p, &e, true);
-            match self.resume(&req, &chunks, Reason::Interrupted, &mut continuations).await? {
+            let cut_on = match &e {
+                LlmError::Interrupted { deployment, .. } => Some(deployment.clone()),
+                _ => None,
+            };
+            match self.resume(&req, &chunks, Reason::Interrupted, cut_on, &mut continuations).await? {
                 Some(next) => answer = next,
                 None => {
                     self.settle(reservation.as_ref(), progress.cost + progress.unreported).await?;
@@ -357,7 +361,7 @@ impl Generate {
                 return Ok(None);
             }
         };
-        match self.resume(req, chunks, Reason::Crash, continuations).await? {
+        match self.resume(req, chunks, Reason::Crash, None, continuations).await? {
             Some(answer) => Ok(Some((answer, reservation, started))),
             None => {
                 self.settle(reservation.as_ref(), reservation.as_ref().map_or(0, |r| r.estimate)).await?;

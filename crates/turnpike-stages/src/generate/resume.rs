@@ -192,6 +192,7 @@ impl Generate {
         req: &ChatRequest,
         chunks: &Chunks<'_>,
         reason: Reason,
+        cut_on: Option<String>,
         attempts: &mut u32,
     ) -> Result<Option<Answer>, StageError> {
         let count = |outcome: &'static str| {
@@ -210,7 +211,8 @@ impl Generate {
             return Ok(None);
         }
         *attempts += 1;
-        let continued = req.clone().continuing(chunks.shown.clone());
+        let mut continued = req.clone().continuing(chunks.shown.clone());
+        continued.cut_on = cut_on;
         match chain.stream(&continued).await {
             Ok(answer) => {
                 count("streaming");
