@@ -17,6 +17,7 @@ Faults (`--fault`, repeatable; each runs for `--duration` seconds on a fresh top
   cassandra      the same for Cassandra
   redis          the same for Redis, whose data is deleted while it is down (restarted empty)
   registry       the same for the schema registry
+  gateway-kill   SIGKILL one of the two gateway instances (with --gateway-share), restarted at once
   provider:F     the primary LLM deployment acts out F for `--down` s every `--every` s, while generate's chain
                  fails over to (or continues on) the secondary: F is `503` (an outage), `429` (a rate-limit
                  storm), `cut` (every stream cut after 3 chunks) or `stall` (2 chunks, then silence)
@@ -25,6 +26,10 @@ Every stage runs as its own `turnpike stage` process; generate, guard-out and de
 The mock LLM runs as two processes of its own (`turnpike-mock-llm`), streaming at `--tokens-per-sec`: the
 primary and the secondary deployment of every tier's chain (`TURNPIKE_LLM_CONFIG`), both able to continue a
 cut reply (the vLLM flag), so generate resumes after a crash or a cut stream instead of apologising.
+
+With `--gateway-share F` (e.g. 0.5), that share of the sessions are end users of two gateway instances over
+HTTP + SSE instead of Kafka producers, each also checked as the web page would read it
+(`loadtest/chaos_gateway.py`; columns `web_*`).
 
 Per fault it prints and writes (JSON): turns offered, answered whole, answered with an apology (the
 pipeline's incomplete notice), to an agent (a later turn of a session an apology handed to a human: the bot
@@ -53,8 +58,10 @@ from typing import Any, Dict, List, Optional
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "clients" / "python"))
+sys.path.insert(0, str(ROOT / "loadtest"))
 
 import turnpike_client as tc  # noqa: E402
+from chaos_gateway import Entrance  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
@@ -248,7 +255,7 @@ def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
     sup = Supervisor(instances)
     sup.start()
     try:
-        return drive(fault, args, rng, prefix, instances)
+        return drive(fault, args, rng, prefix, instances, logs)
     finally:
         # Whatever happened (an error, Ctrl-C), no stage process or mock outlives the run.
         sup.stop()
@@ -279,7 +286,8 @@ def set_provider_fault(port: int, fault: str) -> None:
     urllib.request.urlopen(req, timeout=5).read()
 
 
-def drive(fault: str, args: argparse.Namespace, rng: random.Random, prefix: str, instances: List[Instance]) -> Dict[str, Any]:
+def drive(fault: str, args: argparse.Namespace, rng: random.Random, prefix: str, instances: List[Any],
+          logs: pathlib.Path) -> Dict[str, Any]:
     registry = SchemaRegistryClient({"url": os.environ.get("TURNPIKE_SCHEMA_REGISTRY_URL", "http://127.0.0.1:8081/apis/ccompat/v7"),
                                      "timeout": 10, **tc.registry_login_from_env()})
     login = tc.kafka_login_from_env()
@@ -292,6 +300,11 @@ def drive(fault: str, args: argparse.Namespace, rng: random.Random, prefix: str,
 
     offered: Dict[str, Dict[str, Any]] = {}
     sessions = [f"chaos{n}:{prefix}" for n in range(args.sessions)]
+    web = set(sessions[:int(args.gateway_share * len(sessions))])
+    entrance = Entrance(args, prefix, logs, sorted(web)) if web else None
+    if entrance:
+        entrance.start()
+        instances.extend(entrance.instances)  # supervised (restarted) like the stages
     next_turn = {s: 1 for s in sessions}
     faults: List[Dict[str, Any]] = []
     started = time.monotonic()
@@ -306,40 +319,58 @@ def drive(fault: str, args: argparse.Namespace, rng: random.Random, prefix: str,
             next_turn[s] += 1
             reply = scripted_reply(rng)
             mid = f"m{t}"
-            producer.send(s, s.split(":")[0], mid, f"Question {t} about my order [[mock:reply={reply}]]")
-            offered[tc.turn_id_for(args.tenant, s, mid)] = {"reply": reply, "session": s, "seq": t,
-                                                            "at": time.monotonic()}
+            text = f"Question {t} about my order [[mock:reply={reply}]]"
+            turn_id = tc.turn_id_for(args.tenant, s, mid)
+            if s in web:
+                entrance.send(s, mid, text, turn_id)
+            else:
+                producer.send(s, s.split(":")[0], mid, text)
+            offered[turn_id] = {"reply": reply, "session": s, "seq": t, "at": time.monotonic(), "web": s in web}
             sent += 1
         if fault != "none" and time.monotonic() >= next_fault:
             faults.append(inject(fault, instances, rng, args, reader))
             next_fault = time.monotonic() + args.every
         time.sleep(0.01)
     producer.flush()
+    if entrance:
+        entrance.pool.shutdown(wait=True)  # every POST accepted (or given up on) before the drain starts
     log(f"{fault}: {sent} turns offered, {len(faults)} faults; waiting for the replies")
     deadline = time.monotonic() + args.drain
     while time.monotonic() < deadline:
         done = {r["turn_id"] for r in reader.records if r["kind"] in ("FINAL", "STATUS")}
-        if all(t in done for t in offered):
+        web_done = entrance.terminal_turns() if entrance else {}
+        if all(t in done and (not o["web"] or t in web_done) for t, o in offered.items()):
             break
         time.sleep(1)
     time.sleep(3)  # a late duplicate
     reader.stopping = True
     reader.join()
     result = check(offered, reader.records)
+    if entrance:
+        entrance.stop()
+        result.update(entrance.check(offered))
     # Time to recover: the longest a turn offered around the fault (2 s either side) waited for its terminal
     # record, against the run's median wait.
     answered = {r["turn_id"]: r["_at"] for r in reader.records if r["kind"] in ("FINAL", "STATUS")}
     waits = {t: answered[t] - o["at"] for t, o in offered.items() if t in answered}
     result["wait_s_median"] = round(statistics.median(waits.values()), 3) if waits else None
+    web_answered = entrance.terminal_turns() if entrance else {}
+    web_waits = {t: web_answered[t] - o["at"] for t, o in offered.items() if t in web_answered}
+    if web_waits:
+        result["web_wait_s_median"] = round(statistics.median(web_waits.values()), 3)
     for f in faults:
         near = [w for t, w in waits.items() if abs(offered[t]["at"] - f["at"]) <= 2]
         f["recover_s"] = round(max(near), 2) if near else None
+        web_near = [w for t, w in web_waits.items() if abs(offered[t]["at"] - f["at"]) <= 2]
+        f["web_recover_s"] = round(max(web_near), 2) if web_near else None
         f["at"] = round(f["at"] - started, 1)
     recover = [f["recover_s"] for f in faults if f["recover_s"] is not None]
     result.update({
         "fault": fault, "duration_s": args.duration, "rate": args.rate, "faults": len(faults),
         "recover_s_median": statistics.median(recover) if recover else None,
         "recover_s_max": max(recover) if recover else None,
+        "web_recover_s_max": max((f["web_recover_s"] for f in faults if f.get("web_recover_s") is not None),
+                                 default=None),
         "restarts": {i.id: i.restarts for i in instances if i.restarts},
         "exit_codes": sorted({c for i in instances for c in i.exits}),
         "apology_pct": round(100 * result["apology"] / max(1, result["offered"]), 3),
@@ -353,6 +384,10 @@ def inject(fault: str, instances: List[Instance], rng: random.Random, args: argp
     if fault == "stage-kill" or fault.startswith("kill:"):
         pool = [i for i in instances if fault == "stage-kill" or i.stage == fault.split(":", 1)[1]]
         victim = rng.choice(pool)
+        victim.kill()
+        return {"at": at, "what": f"SIGKILL {victim.id}"}
+    if fault == "gateway-kill":
+        victim = rng.choice([i for i in instances if i.stage == "gateway"])
         victim.kill()
         return {"at": at, "what": f"SIGKILL {victim.id}"}
     if fault in SERVICES:
@@ -390,7 +425,10 @@ def main() -> int:
     ap.add_argument("--tenant", default="demo")
     ap.add_argument("--ttft-ms", type=int, default=100)
     ap.add_argument("--tokens-per-sec", type=int, default=60)
-    ap.add_argument("--mock-port", type=int, default=18090)
+    ap.add_argument("--mock-port", type=int, default=18090, help="the primary mock's; the secondary's is one more")
+    ap.add_argument("--gateway-share", type=float, default=0.0,
+                    help="share of sessions that are end users of two gateway instances over HTTP + SSE")
+    ap.add_argument("--gateway-port", type=int, default=18480, help="the first gateway's; the second's is one more")
     ap.add_argument("--warmup", type=float, default=8, help="seconds for the stages to join their groups")
     ap.add_argument("--drain", type=float, default=180, help="seconds to wait for the last replies")
     ap.add_argument("--seed", type=int, default=7)
@@ -402,12 +440,17 @@ def main() -> int:
     results = [run_fault(f, args) for f in (args.fault or ["stage-kill"])]
     cols = ["fault", "offered", "whole", "apology", "to_agent", "lost", "garbled", "terminal_twice", "out_of_order",
             "faults", "wait_s_median", "recover_s_median", "recover_s_max"]
+    if args.gateway_share > 0:
+        cols += ["web_offered", "web_whole", "web_apology", "web_lost", "web_garbled", "web_twice", "web_out_of_order",
+                 "web_unsent", "web_reconnects", "web_wait_s_median", "web_recover_s_max"]
     print(" | ".join(cols))
     for r in results:
-        print(" | ".join(str(r[c]) for c in cols))
+        print(" | ".join(str(r.get(c)) for c in cols))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2, default=str))
-    bad = any(r["lost"] or r["garbled"] or r["terminal_twice"] or r["out_of_order"] for r in results)
+    bad = any(r["lost"] or r["garbled"] or r["terminal_twice"] or r["out_of_order"] or r.get("web_lost")
+              or r.get("web_garbled") or r.get("web_twice") or r.get("web_out_of_order") or r.get("web_unsent")
+              for r in results)
     return 1 if bad else 0
 
 
