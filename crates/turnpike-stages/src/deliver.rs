@@ -15,10 +15,17 @@
 //! (seq, role).
 //! After the transcript write, a turn that went to the model is appended to the session's memory in Redis
 //! (user message and reply, keyed by seq and role: idempotent), before the offset is stored.
+//! The same record is mirrored in process (the turns this instance published lately, with their input
+//! positions): when Redis comes back empty, an upstream repeat (upstream stages retry while Redis is away)
+//! is still recognised. Being keyed by input position, the mirror is right across aborted transactions too:
+//! a partition is processed in offset order, so a redelivered position republishes, another one does not.
 
 use crate::{memory, redis_err, session, store_err, Deps};
+use lru::LruCache;
 use redis::AsyncCommands;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::Mutex;
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{CheckedReplyChunk, ChunkKind, OutboundKind, OutboundReply, TurnAction};
 use turnpike_store::TranscriptRow;
@@ -32,8 +39,20 @@ const DONE_TURN_TTL_SECS: i64 = 300;
 /// Separates the source position that first stored a chunk from its text in the turn buffer.
 const SEP: char = '\u{1f}';
 
+/// Turns whose publications one instance mirrors in process (a few minutes of traffic at 1M/day).
+const RECENT_TURNS: usize = 20_000;
+
+/// The input positions that published a turn's chunks and its FINAL (see the module comment).
+#[derive(Default)]
+struct Published {
+    chunks: HashMap<i32, String>,
+    /// The FINAL's (or the forwarded-to-agent status's).
+    last: Option<String>,
+}
+
 pub struct Deliver {
-    pub deps: Deps,
+    deps: Deps,
+    recent: Mutex<LruCache<String, Published>>,
 }
 
 fn chunks_key(c: &CheckedReplyChunk) -> String {
@@ -65,6 +84,33 @@ fn outbound(c: &CheckedReplyChunk, kind: OutboundKind, text: String) -> Outbound
 }
 
 impl Deliver {
+    pub fn new(deps: Deps) -> Deliver {
+        let recent = Mutex::new(LruCache::new(NonZeroUsize::new(RECENT_TURNS).unwrap_or(NonZeroUsize::MIN)));
+        Deliver { deps, recent }
+    }
+
+    /// The input position this instance lately published `c` from (a chunk index, or the FINAL when `last`).
+    fn published_from(&self, c: &CheckedReplyChunk, last: bool) -> Option<String> {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = recent.get(&c.turn_id)?;
+        if last {
+            seen.last.clone()
+        } else {
+            seen.chunks.get(&c.chunk_index).cloned()
+        }
+    }
+
+    /// Records that `position` publishes `c`: called just before it is emitted.
+    fn remember(&self, c: &CheckedReplyChunk, last: bool, position: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = recent.get_or_insert_mut(c.turn_id.clone(), Published::default);
+        if last {
+            seen.last = Some(position.to_owned());
+        } else {
+            seen.chunks.insert(c.chunk_index, position.to_owned());
+        }
+    }
+
     /// The user's message of this turn from the transcript, when Redis lost assemble's copy.
     async fn user_message(&self, c: &CheckedReplyChunk) -> Result<Option<String>, StageError> {
         let rows = self.deps.transcript.read_since(&c.tenant_id, &c.session_id, c.seq).await.map_err(store_err)?;
@@ -91,10 +137,14 @@ impl Stage for Deliver {
             // very record, whose first publication may not have been acknowledged: publish again then).
             let seen_from: Option<String> =
                 if fresh { None } else { redis.hget(&key, c.chunk_index).await.map_err(redis_err)? };
+            // Redis may have come back empty: this instance's own record then still knows (the chunk's text
+            // is in the buffer again either way, for the transcript).
+            let seen_from = seen_from.or_else(|| self.published_from(&c, false));
             if seen_from.is_some_and(|v| v.split(SEP).next() != Some(position.as_str())) {
                 metrics::counter!("turnpike_deliver_duplicate_chunks_total").increment(1);
                 return Ok(());
             }
+            self.remember(&c, false, &position);
             return out.emit(&outbound(&c, OutboundKind::Delta, c.text.clone())).await;
         }
         // One round trip for all three: the done marker, the turn's buffered chunks, the user's message.
@@ -106,7 +156,7 @@ impl Stage for Deliver {
                 .query_async(&mut redis)
                 .await
                 .map_err(redis_err)?;
-        if published_from.is_some_and(|p| p != position) {
+        if published_from.or_else(|| self.published_from(&c, true)).is_some_and(|p| p != position) {
             metrics::counter!("turnpike_deliver_duplicate_finals_total").increment(1);
             return Ok(());
         }
@@ -179,6 +229,7 @@ impl Deliver {
     /// same transaction as its offset): a FINAL from any other position is then a repeat. The turn's chunk
     /// buffer is kept a while for a redelivery of this very record, whose transcript write reads it again.
     async fn mark_final(&self, c: &CheckedReplyChunk, position: &str) -> Result<(), StageError> {
+        self.remember(c, true, position);
         let (mut redis, finals) = (self.deps.pool.clone(), finals_key(c));
         let _: () = redis::pipe()
             .hset(&finals, c.seq, position)

@@ -187,7 +187,7 @@ pub async fn run_stage(
                 .map_err(start)?;
             run_one(stage, t, name, e, u, s).await
         }
-        "deliver" => run_one(deliver::Deliver { deps }, t, name, e, u, s).await,
+        "deliver" => run_one(deliver::Deliver::new(deps), t, name, e, u, s).await,
         "handoff" => run_one(handoff::Handoff { deps, helpdesk: "local".into() }, t, name, e, u, s).await,
         other => Err(RunnerError::Fatal {
             stage: "pipeline",

@@ -286,6 +286,75 @@ async fn a_final_reaching_deliver_twice_is_published_once() {
     p.stop().await;
 }
 
+/// Redis comes back empty while upstream stages repeat chunks (they retry while it is away): deliver still
+/// publishes each chunk index and the FINAL once, from its own record of what it published lately.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunks_repeated_after_redis_lost_delivers_record_are_published_once() {
+    use turnpike_schemas::{CheckedReplyChunk, ChunkKind};
+    let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
+    let topic = p.topic("turnpike.replies.checked");
+    let session = format!("rl:{}", unique("c"));
+    let chunk = |kind: ChunkKind, index: i32, text: &str| CheckedReplyChunk {
+        tenant_id: "acme".into(),
+        session_id: session.clone(),
+        turn_id: format!("{session}-t1"),
+        seq: 1,
+        chunk_index: index,
+        kind,
+        text: text.into(),
+        finish_reason: (kind == ChunkKind::Final).then(|| "stop".into()),
+        channel: "test".into(),
+        received_at_ms: turnpike_runner::now_ms(),
+        ..Default::default()
+    };
+    let send = |records: Vec<CheckedReplyChunk>| {
+        let p = &p;
+        let topic = &topic;
+        async move {
+            for r in records {
+                let payload = p.codec.encode(topic, &r).await.unwrap();
+                p.send_raw(topic, r.session_id.as_bytes(), &payload).await;
+            }
+        }
+    };
+    let outbound = p.topic("turnpike.replies.outbound");
+    let read = |at_least: usize, timeout: Duration| {
+        read_until::<OutboundReply>(&p.endpoints, &p.codec, &outbound, 6, timeout, move |rs| rs.len() >= at_least)
+    };
+    send(vec![chunk(ChunkKind::Delta, 0, "Your parcel "), chunk(ChunkKind::Delta, 1, "left Leeds. ")]).await;
+    assert_eq!(read(2, Duration::from_secs(60)).await.len(), 2, "both chunks published");
+    // Redis loses everything deliver keeps for this turn and session.
+    let deps = turnpike_stages::Deps::connect(&p.endpoints).await.expect(HINT);
+    let mut redis = deps.redis.clone();
+    let keys = [
+        turnpike_stages::session::key("acme", &session, &format!("turn:{session}-t1:chunks")),
+        turnpike_stages::session::key("acme", &session, "finals"),
+    ];
+    let _: () = redis::AsyncCommands::del(&mut redis, &keys[..]).await.unwrap();
+    // The upstream repeats, then the rest of the reply, its FINAL twice.
+    send(vec![
+        chunk(ChunkKind::Delta, 0, "Your parcel "),
+        chunk(ChunkKind::Delta, 1, "left Leeds. "),
+        chunk(ChunkKind::Delta, 2, "It arrives "),
+        chunk(ChunkKind::Final, 3, "Monday."),
+        chunk(ChunkKind::Final, 3, "Monday."),
+    ])
+    .await;
+    read(4, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // a late duplicate
+    let got: Vec<(i32, OutboundKind)> =
+        read(usize::MAX, Duration::from_secs(3)).await.into_iter().map(|(_, r)| (r.chunk_index, r.kind)).collect();
+    assert_eq!(
+        got,
+        vec![(0, OutboundKind::Delta), (1, OutboundKind::Delta), (2, OutboundKind::Delta), (3, OutboundKind::Final)],
+        "each chunk index and the FINAL once"
+    );
+    let rows = deps.transcript.read_since("acme", &session, 1).await.unwrap();
+    let reply = rows.iter().find(|r| r.role == "assistant").map(|r| r.content.as_str());
+    assert_eq!(reply, Some("Your parcel left Leeds. It arrives Monday."), "the transcript has the whole reply");
+    p.stop().await;
+}
+
 /// A prompt whose reply left as a single FINAL reaches generate again (a crash before its offset was
 /// stored): it is answered again, not ended with an incomplete notice and a handoff, and the user still
 /// gets one FINAL per turn.
