@@ -230,15 +230,15 @@ async fn rejected_client_input_is_dead_lettered_without_counting_toward_the_cap(
     p.stop().await;
 }
 
-/// A FINAL that reaches deliver again (upstream re-emitted it after a crash) is published once; another
-/// turn's FINAL in the same session still goes out, and the markers of one session never hide another's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_final_reaching_deliver_twice_is_published_once() {
-    use turnpike_schemas::{CheckedReplyChunk, ChunkKind};
-    let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
-    let topic = p.topic("turnpike.replies.checked");
-    let (a, b) = (format!("fa:{}", unique("c")), format!("fb:{}", unique("c")));
-    let chunk = |session: &str, seq: i64, kind: ChunkKind, index: i32, text: &str| CheckedReplyChunk {
+/// A chunk on deliver's input (turn `{session}-t{seq}` of tenant acme), as guard-out would release it.
+fn checked_chunk(
+    session: &str,
+    seq: i64,
+    kind: turnpike_schemas::ChunkKind,
+    index: i32,
+    text: &str,
+) -> turnpike_schemas::CheckedReplyChunk {
+    turnpike_schemas::CheckedReplyChunk {
         tenant_id: "acme".into(),
         session_id: session.into(),
         turn_id: format!("{session}-t{seq}"),
@@ -246,11 +246,22 @@ async fn a_final_reaching_deliver_twice_is_published_once() {
         chunk_index: index,
         kind,
         text: text.into(),
-        finish_reason: (kind == ChunkKind::Final).then(|| "stop".into()),
+        finish_reason: (kind == turnpike_schemas::ChunkKind::Final).then(|| "stop".into()),
         channel: "test".into(),
         received_at_ms: turnpike_runner::now_ms(),
         ..Default::default()
-    };
+    }
+}
+
+/// A FINAL that reaches deliver again (upstream re-emitted it after a crash) is published once; another
+/// turn's FINAL in the same session still goes out, and the markers of one session never hide another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_final_reaching_deliver_twice_is_published_once() {
+    use turnpike_schemas::ChunkKind;
+    let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
+    let topic = p.topic("turnpike.replies.checked");
+    let (a, b) = (format!("fa:{}", unique("c")), format!("fb:{}", unique("c")));
+    let chunk = checked_chunk;
     let records = [
         chunk(&a, 1, ChunkKind::Delta, 0, "Your parcel left. "),
         chunk(&a, 1, ChunkKind::Final, 1, "It arrives Monday."),
@@ -290,23 +301,11 @@ async fn a_final_reaching_deliver_twice_is_published_once() {
 /// publishes each chunk index and the FINAL once, from its own record of what it published lately.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chunks_repeated_after_redis_lost_delivers_record_are_published_once() {
-    use turnpike_schemas::{CheckedReplyChunk, ChunkKind};
+    use turnpike_schemas::ChunkKind;
     let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
     let topic = p.topic("turnpike.replies.checked");
     let session = format!("rl:{}", unique("c"));
-    let chunk = |kind: ChunkKind, index: i32, text: &str| CheckedReplyChunk {
-        tenant_id: "acme".into(),
-        session_id: session.clone(),
-        turn_id: format!("{session}-t1"),
-        seq: 1,
-        chunk_index: index,
-        kind,
-        text: text.into(),
-        finish_reason: (kind == ChunkKind::Final).then(|| "stop".into()),
-        channel: "test".into(),
-        received_at_ms: turnpike_runner::now_ms(),
-        ..Default::default()
-    };
+    let chunk = |kind: ChunkKind, index: i32, text: &str| checked_chunk(&session, 1, kind, index, text);
     let send = |records: Vec<CheckedReplyChunk>| {
         let p = &p;
         let topic = &topic;
