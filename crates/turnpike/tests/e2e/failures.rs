@@ -301,7 +301,7 @@ async fn a_final_reaching_deliver_twice_is_published_once() {
 /// publishes each chunk index and the FINAL once, from its own record of what it published lately.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn chunks_repeated_after_redis_lost_delivers_record_are_published_once() {
-    use turnpike_schemas::ChunkKind;
+    use turnpike_schemas::{CheckedReplyChunk, ChunkKind};
     let p = Pipeline::start_stages(&["deliver"], MockConfig::instant()).await;
     let topic = p.topic("turnpike.replies.checked");
     let session = format!("rl:{}", unique("c"));
