@@ -1,15 +1,16 @@
 //! Latency of all input checks of one turn with the model checks on: the message's embedding (MiniLM int8,
 //! one ONNX Runtime thread) plus every head and every pattern check, as guard-in runs them.
 //!
-//! Guarantee: measures the public API as the stage calls it (`Guard::embed`, then `check_input_with`), one
-//! call at a time on one thread, and prints p50/p99/max per message length in encoder tokens. Needs the
+//! Guarantee: measures the public API as the stage calls it (`Guard::embed`, then `check_input_in_session`
+//! with a full session history: 20 earlier messages for repetition, 19 earlier sentiment scores for the
+//! trend), one call at a time on one thread, and prints p50/p99/max per message length in encoder tokens. Needs the
 //! encoder (`deploy/local/models.sh`; `TURNPIKE_MODEL_DIR` or its default cache) and fails without it.
 //! Run: `cargo bench -p turnpike-guard --bench model`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use turnpike_guard::policy::{CompiledPolicy, TenantPolicy};
-use turnpike_guard::{Encoder, EncoderConfig, Guard, SessionPii};
+use turnpike_guard::{Encoder, EncoderConfig, Guard, SessionHistory, SessionPii};
 
 const TURNS: &[&str] = &[
     "Where is my order?",
@@ -43,9 +44,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(enc.token_ids(t)?.len())
     };
 
+    let mut earlier: Vec<Vec<f32>> = Vec::new();
+    for t in TURNS.iter().cycle().take(turnpike_guard::semantic::SESSION_MEMORY) {
+        earlier.push(guard.embed(t)?.ok_or("no model")?.0);
+    }
+    let scores: Vec<f32> =
+        (0..turnpike_guard::semantic::SENTIMENT_MEMORY - 1).map(|i| (i % 10) as f32 / 10.0).collect();
+    let history = SessionHistory { messages: &earlier, sentiment: &scores };
     for t in TURNS.iter().cycle().take(200) {
         let e = guard.embed(t)?;
-        black_box(guard.check_input_with(&policy, t, &mut SessionPii::default(), e.as_ref(), &[]));
+        black_box(guard.check_input_in_session(&policy, t, &mut SessionPii::default(), e.as_ref(), history));
     }
     let mut all = Vec::new();
     for t in TURNS {
@@ -54,7 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut s = SessionPii::default();
             let start = Instant::now();
             let e = guard.embed(black_box(t))?;
-            black_box(guard.check_input_with(&policy, t, &mut s, e.as_ref(), &[]));
+            black_box(guard.check_input_in_session(&policy, t, &mut s, e.as_ref(), history));
             v.push(start.elapsed());
         }
         all.extend_from_slice(&v);

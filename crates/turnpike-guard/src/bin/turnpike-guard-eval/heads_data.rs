@@ -278,3 +278,14 @@ pub const ABUSE_EVAL_NEG: &[&str] = &[
 
 /// Templates that aim a public offensive-word list at the assistant (`{w}` is the word), for abuse training.
 pub const ABUSE_TEMPLATES: &[&str] = &["you {w}", "you're a {w}", "shut up, {w}", "this bot is a {w}"];
+
+/// More templates for the profanity list's insults (two per word, rotating).
+pub const ABUSE_TEMPLATES_MORE: &[&str] = &[
+    "you are a {w}",
+    "shut up you {w}",
+    "what a {w} of a bot",
+    "you stupid {w}",
+    "listen here, {w}",
+    "nobody wants your help, {w}",
+    "you're such a {w}, bot",
+];

@@ -9,7 +9,7 @@
 //! half negative; three source families, each held out in turn.
 
 use crate::data::{self, Source};
-use crate::heads::{owned, set, Set, Vectors};
+use crate::heads::{examples, owned, set, Set, Vectors};
 use crate::heads_data as hd;
 use crate::pct;
 use std::path::Path;
@@ -83,19 +83,11 @@ pub fn frustration_eval() -> [Set; 2] {
 }
 
 /// Fits the head on `train` (class-balanced logistic regression; within a class each set weighs about the
-/// same, its items repeated up to 10 times, so a hundred neutral support messages count as much as a
-/// thousand review sentences) and picks the threshold with the best balanced accuracy over the training sets
+/// same, see [`examples`], so a hundred neutral support messages count as much as a thousand review
+/// sentences) and picks the threshold with the best balanced accuracy over the training sets
 /// (each set weighs the same within its class).
 pub fn fit(v: &Vectors, train: &[&Set]) -> Head {
-    let largest = |positive: bool| train.iter().filter(|s| s.positive == positive).map(|s| s.items.len()).max();
-    let mut ex: Vec<(&[f32], bool)> = Vec::new();
-    for s in train {
-        let repeat = (largest(s.positive).unwrap_or(1) / s.items.len().max(1)).clamp(1, 10);
-        for _ in 0..repeat {
-            ex.extend(v.of(s).map(|x| (x, s.positive)));
-        }
-    }
-    let mut head = semantic::train(semantic::SENTIMENT, &ex, TrainParams::default());
+    let mut head = semantic::train(semantic::SENTIMENT, &examples(v, train), TrainParams::default());
     let rate = |head: &Head, s: &Set, t: f32| {
         let scores: Vec<f32> = v.of(s).filter_map(|x| head.probability(x)).collect();
         scores.iter().filter(|p| **p >= t).count() as f32 / scores.len().max(1) as f32
