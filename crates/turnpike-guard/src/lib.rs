@@ -11,6 +11,7 @@
 //!   text, triggers, action; [`Guard::check_input`] for the patterns alone);
 //! - output: [`Guard::output_checker`] → [`OutputChecker`], `push` deltas, `finish` at the end of the turn.
 
+pub mod handoff;
 pub mod injection;
 pub mod injection_model;
 pub mod input;
@@ -107,10 +108,18 @@ impl Guard {
         }
     }
 
-    /// Embeds a policy's topic examples ahead of the first turn (else the first turn that needs them does).
+    /// Embeds a policy's topic examples (and its sensitive topics') ahead of the first turn (else the first
+    /// turn that needs them does).
     pub fn prepare(&self, policy: &CompiledPolicy) -> Result<(), EmbedError> {
         let m = &policy.policy.model;
-        for t in m.denied_examples.iter().chain(&m.allowed_examples) {
+        let sensitive = policy.triggers.topic_texts();
+        for t in m
+            .denied_examples
+            .iter()
+            .map(String::as_str)
+            .chain(m.allowed_examples.iter().map(String::as_str))
+            .chain(sensitive)
+        {
             self.example(t)?;
         }
         Ok(())

@@ -52,6 +52,8 @@ pub struct TenantPolicy {
     pub output: OutputPolicy,
     /// The checks on the sentence embedding (when the encoder is loaded; see `semantic`).
     pub model: ModelPolicy,
+    /// When to hand a conversation to a person, per trigger (see `handoff`).
+    pub handoff: crate::handoff::HandoffTriggers,
 }
 
 /// The model checks' thresholds and actions. A threshold left out uses the head's trained one (in
@@ -210,6 +212,7 @@ impl Default for TenantPolicy {
                 .into(),
             output: OutputPolicy::default(),
             model: ModelPolicy::default(),
+            handoff: crate::handoff::HandoffTriggers::default(),
         }
     }
 }
@@ -286,6 +289,8 @@ pub struct CompiledPolicy {
     pub(crate) unsafe_words: WordList,
     pub(crate) competitors: WordList,
     pub(crate) off_brand: WordList,
+    /// The handoff triggers with their phrase lists compiled.
+    pub triggers: crate::handoff::CompiledTriggers,
 }
 
 impl CompiledPolicy {
@@ -325,6 +330,7 @@ impl CompiledPolicy {
             unsafe_words: WordList::new(&unsafe_words)?,
             competitors: WordList::new(&policy.output.competitors)?,
             off_brand: WordList::new(&policy.output.off_brand_words)?,
+            triggers: crate::handoff::CompiledTriggers::compile(&policy.handoff)?,
             policy,
         })
     }
