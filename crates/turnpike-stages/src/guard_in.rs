@@ -15,14 +15,20 @@
 //! not audited) whose detail has the session's trend, from the last scores kept in Redis ([`sentiment_key`];
 //! see `turnpike_guard::semantic::SentimentTrend`); without it the stage still runs, pattern checks only, says so at start-up and
 //! reports `turnpike_guard_model_loaded 0`.
+//! On a bot-owned turn the tenant's handoff triggers (`guard.handoff`: explicit request, sensitive topic,
+//! sustained frustration, a repeated question, VIP rules; `turnpike_guard::handoff`) decide whether it goes
+//! to a person; a handoff they decide carries its reason, evidence, priority and tags (`crate::triggers`).
 
 use crate::audit::{self, AuditSite};
+use crate::triggers::{self, TurnRef};
 use crate::{store_err, Deps};
 use redis::AsyncCommands;
 use std::sync::Arc;
 use turnpike_core::PerTenant;
+use turnpike_guard::handoff::input::{decide, vip_tier, TurnSignals};
+use turnpike_guard::handoff::{frustration, HandoffDecision};
 use turnpike_guard::vault::RedisVault;
-use turnpike_guard::{semantic, CompiledPolicy, Embedding, Guard, InputAction, PiiVault, SessionHistory};
+use turnpike_guard::{semantic, CompiledPolicy, Embedding, Guard, InputAction, InputVerdict, PiiVault, SessionHistory};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
 use turnpike_schemas::{
     AcceptedTurn, GuardTrigger, GuardedTurn, HandoffKind, HandoffRequest, SessionOwner, TurnAction,
@@ -183,6 +189,75 @@ struct Decision {
     text: String,
     reply: Option<String>,
     triggers: Vec<GuardTrigger>,
+    /// A handoff trigger of the tenant's `guard.handoff` policy fired (see `crate::triggers`).
+    handoff: Option<HandoffDecision>,
+}
+
+impl GuardIn {
+    /// The handoff triggers on a bot-owned turn: the session's frustration run (recorded here), the
+    /// sensitive topics, the repetition count and the customer's tier, decided by the tenant's policy.
+    async fn handoff_trigger(
+        &self,
+        turn: &AcceptedTurn,
+        policy: &CompiledPolicy,
+        verdict: &InputVerdict,
+        embedding: Option<&Embedding>,
+    ) -> Option<HandoffDecision> {
+        let t = &policy.triggers;
+        let frustration = t
+            .triggers
+            .sentiment
+            .enabled
+            .then(|| frustration::of_turn(&turn.text, &verdict.triggers, &t.triggers.sentiment));
+        let negative_run = match &frustration {
+            Some(f) => {
+                let earlier = triggers::frustration_history(
+                    &self.deps,
+                    &turn.tenant_id,
+                    &turn.session_id,
+                    turn.seq,
+                    f.negative,
+                    f.score,
+                )
+                .await;
+                frustration::negative_run(turn.seq, f.negative, &earlier)
+            }
+            None => 0,
+        };
+        let signals = TurnSignals {
+            triggers: &verdict.triggers,
+            frustration,
+            negative_run,
+            repeats: verdict.repeats,
+            topic: self.guard.sensitive_topic(t, &turn.text, embedding),
+            vip: vip_tier(&t.triggers.vip, &turn.attributes),
+        };
+        decide(t, &signals)
+    }
+}
+
+/// The action the input checks asked for without the explicit request (a tenant that turned that trigger
+/// off): the most severe of the remaining triggers' verdicts, with its line. When the request had won over
+/// a refusal, the refusal's line is the refusing check's own (topic, abuse) or the policy's refusal line.
+fn without_explicit_request(v: &InputVerdict, p: &CompiledPolicy) -> (InputAction, Option<String>) {
+    let rest = || v.triggers.iter().filter(|t| t.check != "handoff_request");
+    if rest().any(|t| t.verdict == "handoff") {
+        return (InputAction::Handoff, Some(p.policy.handoff_line.clone()));
+    }
+    if v.action == InputAction::Refuse {
+        return (InputAction::Refuse, v.reply.clone());
+    }
+    match rest().find(|t| t.verdict == "refuse") {
+        Some(t) => {
+            let line = match t.check {
+                "topic" => &p.policy.topics.refusal_line,
+                "abuse" => &p.policy.model.abuse_line,
+                _ => &p.policy.refusal_line,
+            };
+            (InputAction::Refuse, Some(line.clone()))
+        }
+        None => (InputAction::Proceed, None),
+    }
 }
 
 impl Stage for GuardIn {
@@ -192,7 +267,13 @@ impl Stage for GuardIn {
         // The vault is per tenant *and* session: one tenant's tokens never resolve in another's session.
         let vault_key = format!("{}:{}", turn.tenant_id, turn.session_id);
         let decision = if turn.owner == SessionOwner::Human {
-            Decision { action: TurnAction::Human, text: turn.text.clone(), reply: None, triggers: vec![] }
+            Decision {
+                action: TurnAction::Human,
+                text: turn.text.clone(),
+                reply: None,
+                triggers: vec![],
+                handoff: None,
+            }
         } else {
             let mut pii =
                 self.vault.load(&vault_key).await.map_err(|e| StageError::retryable("pii_vault", e.to_string()))?;
@@ -214,6 +295,15 @@ impl Stage for GuardIn {
             if let Some(s) = &verdict.sentiment {
                 self.remember_sentiment(&turn, s.score).await;
             }
+            let handoff = self.handoff_trigger(&turn, policy, &verdict, embedding.as_ref()).await;
+            let (mut action, mut reply) = if policy.triggers.triggers.explicit.enabled {
+                (verdict.action, verdict.reply.clone())
+            } else {
+                without_explicit_request(&verdict, policy)
+            };
+            if handoff.is_some() {
+                (action, reply) = (InputAction::Handoff, Some(policy.policy.handoff_line.clone()));
+            }
             let minted = pii.take_new();
             if !minted.is_empty() {
                 // Stored before anything masked leaves this stage, so every token can be revealed later.
@@ -222,19 +312,26 @@ impl Stage for GuardIn {
                     .await
                     .map_err(|e| StageError::retryable("pii_vault", e.to_string()))?;
             }
+            let mut triggers: Vec<GuardTrigger> = verdict
+                .triggers
+                .into_iter()
+                .map(|t| GuardTrigger { check: t.check.into(), verdict: t.verdict.into(), detail: t.detail })
+                .collect();
+            if let Some(d) = &handoff {
+                // Audited like every trigger: which rule handed off, and on what evidence.
+                let detail = format!("{} ({})", d.reason, d.evidence);
+                triggers.push(GuardTrigger { check: "handoff_trigger".into(), verdict: "handoff".into(), detail });
+            }
             Decision {
-                action: match verdict.action {
+                action: match action {
                     InputAction::Proceed => TurnAction::Proceed,
                     InputAction::Refuse => TurnAction::Refuse,
                     InputAction::Handoff => TurnAction::Handoff,
                 },
                 text: verdict.masked_text,
-                reply: verdict.reply,
-                triggers: verdict
-                    .triggers
-                    .into_iter()
-                    .map(|t| GuardTrigger { check: t.check.into(), verdict: t.verdict.into(), detail: t.detail })
-                    .collect(),
+                reply,
+                triggers,
+                handoff,
             }
         };
         for t in decision.triggers.iter().filter(|t| t.verdict != "score") {
@@ -256,7 +353,17 @@ impl Stage for GuardIn {
             })
             .await
             .map_err(store_err)?;
-        if matches!(decision.action, TurnAction::Handoff | TurnAction::Human) {
+        if let Some(d) = &decision.handoff {
+            let at = TurnRef {
+                tenant_id: &turn.tenant_id,
+                session_id: &turn.session_id,
+                turn_id: &turn.turn_id,
+                seq: turn.seq,
+                user_id: &turn.user_id,
+                text: &decision.text,
+            };
+            out.emit(&triggers::request(&at, d, "guard-in")).await?;
+        } else if matches!(decision.action, TurnAction::Handoff | TurnAction::Human) {
             let kind =
                 if decision.action == TurnAction::Human { HandoffKind::UserMessage } else { HandoffKind::Request };
             let reason = match kind {
@@ -327,6 +434,8 @@ impl Stage for GuardIn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use turnpike_guard::policy::TenantPolicy;
+    use turnpike_guard::SessionPii;
 
     #[test]
     fn sentiment_history_is_one_score_per_earlier_turn_in_order() {
@@ -334,5 +443,23 @@ mod tests {
         assert_eq!(parse_sentiment(&items, 4), vec![0.1, 0.5, 0.9]);
         assert_eq!(parse_sentiment(&items, 1), Vec::<f32>::new());
         assert_eq!(sentiment_key("acme", "s1"), "turnpike:guard:sentiment:acme:s1");
+    }
+
+    fn verdict(policy: &CompiledPolicy, text: &str) -> InputVerdict {
+        Guard::new().unwrap().check_input(policy, text, &mut SessionPii::default())
+    }
+
+    #[test]
+    fn a_tenant_without_the_explicit_trigger_keeps_the_other_checks_verdicts() {
+        let mut p = TenantPolicy::default();
+        p.handoff.explicit.enabled = false;
+        p.topics.denied = vec!["crypto".into()];
+        let p = CompiledPolicy::compile(p).unwrap();
+        let asked = verdict(&p, "Can I talk to a human please?");
+        assert_eq!(asked.action, InputAction::Handoff, "the check itself still reports");
+        assert_eq!(without_explicit_request(&asked, &p), (InputAction::Proceed, None));
+        let both = verdict(&p, "Can I talk to a human about crypto?");
+        let (action, reply) = without_explicit_request(&both, &p);
+        assert_eq!((action, reply.as_deref()), (InputAction::Refuse, Some(p.policy.topics.refusal_line.as_str())));
     }
 }

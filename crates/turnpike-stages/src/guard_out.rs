@@ -21,17 +21,25 @@
 //! `turnpike_guard_out_state_lost_total`: text held back before it may be lost, but no index is reused.
 //! A turn that arrives as a single FINAL (numbered 0) is checked from an empty state and keeps none.
 //! Each tenant gets its own policy (section `guard` of the tenants file) and every trigger is audited.
+//! On the FINAL of a turn the bot answered, the tenant's reply triggers (`guard.handoff`: the bot repeating
+//! an earlier reply, low confidence) judge the whole reply — what every input chunk released, kept per input
+//! index in field `t<index>` of the turn's hash — and a handoff they decide ends the reply with the handoff
+//! line (`finish_reason = "handoff"`) and a `HandoffRequest` with its reason and evidence.
 
 use crate::audit::{self, AuditSite};
+use crate::triggers::{self, TurnRef};
 use crate::{redis_err, session, Deps};
 use lru::LruCache;
 use redis::AsyncCommands;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use turnpike_core::PerTenant;
+use turnpike_guard::handoff::{reply, HandoffDecision};
 use turnpike_guard::{CheckerState, CompiledPolicy, Guard, OutputVerdict, Release};
 use turnpike_runner::{now_ms, Emitter, Stage, StageError};
-use turnpike_schemas::{CheckedReplyChunk, ChunkKind, GuardTrigger, HandoffKind, HandoffRequest, ReplyChunk, Verdict};
+use turnpike_schemas::{
+    CheckedReplyChunk, ChunkKind, GuardTrigger, HandoffKind, HandoffRequest, ReplyChunk, TurnAction, Verdict,
+};
 
 pub struct GuardOut {
     pub deps: Deps,
@@ -76,6 +84,51 @@ impl GuardOut {
         let state =
             if index == 0 { Some(TurnState::default()) } else { prev.or(cached_prev).as_deref().and_then(decode) };
         Ok((state, src.or(cached.map(|(_, _, src)| src)).unwrap_or_default()))
+    }
+}
+
+impl GuardOut {
+    /// What input chunks `0..index` of the turn released, with their grounding flags (fields `t<i>` of the
+    /// turn's hash); a chunk whose record is gone (Redis lost it) adds nothing.
+    async fn released_before(&self, key: &str, index: i32) -> Result<Vec<(usize, String)>, StageError> {
+        if index <= 0 {
+            return Ok(vec![]);
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(key);
+        for i in 0..index {
+            cmd.arg(format!("t{i}"));
+        }
+        let mut redis = self.deps.pool.clone();
+        let raw: Vec<Option<String>> = cmd.query_async(&mut redis).await.map_err(redis_err)?;
+        Ok(raw
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.split_once(SEP).map(|(n, t)| (n.parse().unwrap_or(0), t.to_string())))
+            .collect())
+    }
+
+    /// The handoff triggers on the finished reply (the bot repeating itself, low confidence): the reply is
+    /// what the earlier chunks and this one released; the session's earlier replies come from Redis, and this
+    /// one is recorded there.
+    async fn reply_trigger(
+        &self,
+        c: &ReplyChunk,
+        earlier: &[(usize, String)],
+        this: (&str, usize),
+        had_sources: bool,
+    ) -> Option<HandoffDecision> {
+        let t = &self.policies.get(&c.tenant_id).triggers;
+        if !t.triggers.repeat.enabled && !t.triggers.low_confidence.enabled {
+            return None;
+        }
+        let text: String = earlier.iter().map(|(_, t)| t.as_str()).chain([this.0]).collect();
+        let unsupported = earlier.iter().map(|(n, _)| n).sum::<usize>() + this.1;
+        let normalised = reply::normalise(&text);
+        let before = triggers::reply_history(&self.deps, &c.tenant_id, &c.session_id, c.seq, &normalised).await;
+        let tier = c.tier.as_deref().unwrap_or("");
+        let signals = reply::ReplySignals { text: &text, unsupported, had_sources, earlier: &before, tier };
+        reply::decide(t, &signals)
     }
 }
 
@@ -215,8 +268,21 @@ impl Stage for GuardOut {
         state.checker = checker.state();
 
         let mut releases = merge_passed(releases);
+        // What this chunk released, kept per input index for the handoff triggers on the finished reply.
+        let released: String = releases.iter().map(|r| r.text.as_str()).collect();
+        let unsupported = releases.iter().filter(|r| r.triggers.iter().any(|t| t.check == "grounding")).count();
+        let handoff = if c.kind == ChunkKind::Final && c.action == TurnAction::Proceed && !state.checker.blocked {
+            let earlier = if whole_turn { vec![] } else { self.released_before(&key, c.chunk_index).await? };
+            self.reply_trigger(&c, &earlier, (&released, unsupported), !sources.is_empty()).await
+        } else {
+            None
+        };
         // The pipeline's own closing text, which a FINAL then carries instead of the model's.
-        let canned = if c.kind == ChunkKind::Final && !c.generated { c.text.as_str() } else { "" };
+        let canned = match &handoff {
+            Some(_) => self.policies.get(&c.tenant_id).policy.handoff_line.as_str(),
+            None if c.kind == ChunkKind::Final && !c.generated => c.text.as_str(),
+            None => "",
+        };
         let tail = if c.kind == ChunkKind::Final && canned.is_empty() && !state.checker.blocked {
             take_tail(&mut releases)
         } else {
@@ -239,7 +305,13 @@ impl Stage for GuardOut {
                 fin.verdict = Verdict::Block;
                 fin.text.clear();
             }
-            fin.finish_reason = if state.checker.blocked { Some("guardrail".into()) } else { c.finish_reason.clone() };
+            fin.finish_reason = if state.checker.blocked {
+                Some("guardrail".into())
+            } else if handoff.is_some() {
+                Some("handoff".into())
+            } else {
+                c.finish_reason.clone()
+            };
             fin.usage = c.usage.clone();
             fin.provider = c.provider.clone();
             fin.model = c.model.clone();
@@ -253,6 +325,7 @@ impl Stage for GuardOut {
             let mut redis = self.deps.pool.clone();
             let _: () = redis::pipe()
                 .hset(&key, format!("s{}", c.chunk_index), &after)
+                .hset(&key, format!("t{}", c.chunk_index), format!("{unsupported}{SEP}{released}"))
                 .hset(&key, "src", &kept)
                 .expire(&key, 3600)
                 .query_async(&mut redis)
@@ -274,6 +347,17 @@ impl Stage for GuardOut {
                 policy: &policy,
             };
             audit::emit(&site, &o.triggers, out).await?;
+        }
+        if let Some(d) = &handoff {
+            let at = TurnRef {
+                tenant_id: &c.tenant_id,
+                session_id: &c.session_id,
+                turn_id: &c.turn_id,
+                seq: c.seq,
+                user_id: "",
+                text: "",
+            };
+            out.emit(&triggers::request(&at, d, "guard-out")).await?;
         }
         if newly_blocked {
             out.emit(&HandoffRequest {

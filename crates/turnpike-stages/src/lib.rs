@@ -19,6 +19,7 @@ pub mod route;
 pub mod session;
 pub mod summarize;
 pub mod tokens;
+pub mod triggers;
 
 use std::sync::Arc;
 use std::time::Duration;

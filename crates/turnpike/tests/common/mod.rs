@@ -236,16 +236,9 @@ pub fn turn(tenant: &str, session: &str, message_id: &str, text: &str) -> Inboun
     }
 }
 
-/// Reads and decodes every record of `topic` from the beginning, in per-partition offset order, until
-/// `done` says so or `timeout` passes.
-pub async fn read_until<R: Record>(
-    ep: &Endpoints,
-    codec: &Codec,
-    topic: &str,
-    partitions: i32,
-    timeout: Duration,
-    done: impl Fn(&[R]) -> bool,
-) -> Vec<(OwnedMessage, R)> {
+/// A `read_committed` consumer of every partition of `topic` from the beginning, in a group of its own:
+/// for tests that keep reading one topic as a conversation goes on.
+pub fn reader_from_start(ep: &Endpoints, topic: &str, partitions: i32) -> StreamConsumer {
     let consumer: StreamConsumer = ep
         .kafka_properties()
         .into_iter()
@@ -261,6 +254,20 @@ pub async fn read_until<R: Record>(
         tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
     }
     consumer.assign(&tpl).unwrap();
+    consumer
+}
+
+/// Reads and decodes every record of `topic` from the beginning, in per-partition offset order, until
+/// `done` says so or `timeout` passes.
+pub async fn read_until<R: Record>(
+    ep: &Endpoints,
+    codec: &Codec,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&[R]) -> bool,
+) -> Vec<(OwnedMessage, R)> {
+    let consumer = reader_from_start(ep, topic, partitions);
     let deadline = Instant::now() + timeout;
     let (mut raw, mut records) = (Vec::new(), Vec::new());
     while Instant::now() < deadline && !done(&records) {
