@@ -241,6 +241,11 @@ async fn each_trigger_hands_off_for_its_reason_and_not_on_its_hard_negatives() {
     let vip = vip.expect("the platinum customer's handoff");
     assert_eq!(vip.priority, "high", "{vip:?}");
     assert!(vip.evidence.contains("1 turns") && vip.frustration.is_some_and(|f| f >= 0.5), "{vip:?}");
+    // Frustration is the sentiment head's score where guard-in ran the model, the lexical fallback elsewhere.
+    let sentiment: Vec<&str> =
+        requests.iter().filter(|r| r.reason == "sentiment").map(|r| r.evidence.as_str()).collect();
+    assert!(sentiment.iter().any(|e| e.contains("by the model")), "{sentiment:?}");
+    assert!(sentiment.iter().any(|e| e.contains("by the lexical_fallback")), "{sentiment:?}");
     let topic = requests.iter().find(|r| r.reason == "sensitive_topic" && r.tags.contains(&"topic:legal".to_string()));
     assert!(topic.is_some_and(|r| r.priority == "high"), "{requests:?}");
     p.stop().await;
