@@ -79,6 +79,9 @@ const fn case(
 const IN: &str = "guard-in";
 const OUT: &str = "guard-out";
 
+const STREAMED_GIVE_UP: &str = "Can you fix my router? [[mock:tps=40]][[mock:reply=I'm sorry, I can't help with \
+    router settings. Please check the manual that came with it. It has a whole section on the blinking lights.]]";
+
 fn mix() -> Vec<Case> {
     vec![
         // Explicit request: a phrase, or the head on other words; a mention of a person is not a request.
@@ -114,6 +117,9 @@ fn mix() -> Vec<Case> {
         case("sensitive_topic", PATTERNS, &["Can I change the card I'm charged on?"], None),
         // Low confidence (guard-out): the model says it cannot help; a cheap-tier hedge escalates instead.
         case("low_confidence", PATTERNS, &["Can you fix my router? [[mock:reply=I'm sorry, I can't help with router settings.]]"], Some(("low_confidence", OUT))),
+        // Streamed (paced tokens): the first sentence gives up, then two more arrive in later records; the
+        // check must see the whole reply, not the FINAL's part.
+        case("low_confidence", PATTERNS, &[STREAMED_GIVE_UP], Some(("low_confidence", OUT))),
         case("low_confidence", PATTERNS, &["Can I pay with a gift card? [[mock:reply=I'm not sure whether gift cards work for this order.]]"], None),
         case("low_confidence", PATTERNS, &["What are your opening hours?"], None),
     ]
@@ -136,12 +142,14 @@ struct Finals {
     consumer: StreamConsumer,
     codec: turnpike_schemas::Codec,
     seen: HashMap<String, usize>,
+    /// DELTA records per session.
+    deltas: HashMap<String, usize>,
 }
 
 impl Finals {
     fn new(p: &Pipeline) -> Finals {
         let consumer = reader_from_start(&p.endpoints, &p.topic("turnpike.replies.outbound"), 6);
-        Finals { consumer, codec: p.codec.clone(), seen: HashMap::new() }
+        Finals { consumer, codec: p.codec.clone(), seen: HashMap::new(), deltas: HashMap::new() }
     }
 
     /// Waits until every session in `want` has at least its count of FINALs.
@@ -153,8 +161,10 @@ impl Finals {
                 continue;
             };
             let r: OutboundReply = self.codec.decode(m.payload().unwrap()).await.unwrap();
-            if r.kind == OutboundKind::Final {
-                *self.seen.entry(r.session_id).or_default() += 1;
+            match r.kind {
+                OutboundKind::Final => *self.seen.entry(r.session_id).or_default() += 1,
+                OutboundKind::Delta => *self.deltas.entry(r.session_id).or_default() += 1,
+                _ => {}
             }
         }
     }
@@ -241,6 +251,9 @@ async fn each_trigger_hands_off_for_its_reason_and_not_on_its_hard_negatives() {
     let vip = vip.expect("the platinum customer's handoff");
     assert_eq!(vip.priority, "high", "{vip:?}");
     assert!(vip.evidence.contains("1 turns") && vip.frustration.is_some_and(|f| f >= 0.5), "{vip:?}");
+    let streamed = cases.iter().zip(&sessions).find(|(c, _)| c.turns == [STREAMED_GIVE_UP]).map(|(_, s)| s);
+    let deltas = streamed.and_then(|s| finals.deltas.get(s)).copied().unwrap_or(0);
+    assert!(deltas >= 2, "the streamed reply left guard-out in {deltas} DELTA records");
     // Frustration is the sentiment head's score where guard-in ran the model, the lexical fallback elsewhere.
     let sentiment: Vec<&str> =
         requests.iter().filter(|r| r.reason == "sentiment").map(|r| r.evidence.as_str()).collect();
