@@ -16,8 +16,23 @@ use turnpike_schemas::{GuardAudit, GuardTrigger, TurnAction, Verdict};
 pub fn load_policies() -> Result<PerTenant<CompiledPolicy>, StageError> {
     let fatal = |e: String| StageError::fatal("guard_policy", e);
     let config = TenantsConfig::from_env().map_err(|e| fatal(e.to_string()))?;
-    let raw = config.section::<TenantPolicy>("guard").map_err(|e| fatal(e.to_string()))?;
-    raw.try_map(|p| CompiledPolicy::compile(p.clone())).map_err(|e| fatal(e.to_string()))
+    compile_policies(&config).map_err(fatal)
+}
+
+/// Section `guard` of `config`, compiled for every tenant. An error names whose settings it is in
+/// (`tenants.acme.guard`, or `defaults.guard`), since a value that parses can still be invalid (a threshold
+/// out of range, `guard.handoff.vip.sentiment_turns` above `sentiment.turns`).
+pub fn compile_policies(config: &TenantsConfig) -> Result<PerTenant<CompiledPolicy>, String> {
+    let raw = config.section::<TenantPolicy>("guard").map_err(|e| e.to_string())?;
+    for (tenant, p) in raw.iter() {
+        if let Err(e) = CompiledPolicy::compile(p.clone()) {
+            return Err(match tenant {
+                Some(t) => format!("tenants.{t}.guard: {e}"),
+                None => format!("defaults.guard: {e}"),
+            });
+        }
+    }
+    raw.try_map(|p| CompiledPolicy::compile(p.clone())).map_err(|e| e.to_string())
 }
 
 /// Which policy applied, for the audit record.
@@ -82,4 +97,26 @@ pub async fn emit(site: &AuditSite<'_>, triggers: &[GuardTrigger], out: &mut Emi
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_handoff_setting_names_the_tenant_and_the_key() {
+        let config = TenantsConfig::parse(
+            "[tenants.acme.guard.handoff.sentiment]\nturns = 0\n[tenants.ok.guard.handoff.vip]\nimmediate = true\n",
+        )
+        .unwrap();
+        let err = compile_policies(&config).err().unwrap_or_default();
+        assert!(err.starts_with("tenants.acme.guard: ") && err.contains("guard.handoff.sentiment.turns"), "{err}");
+        let typo = TenantsConfig::parse("[tenants.acme.guard.handoff.sentiment]\ntruns = 3\n").unwrap();
+        let err = compile_policies(&typo).err().unwrap_or_default();
+        assert!(err.contains("tenants.acme.guard") && err.contains("truns"), "{err}");
+        let fine = TenantsConfig::parse("[tenants.ok.guard.handoff.vip]\nimmediate = true\n").unwrap();
+        let policies = compile_policies(&fine).unwrap();
+        assert!(policies.get("ok").triggers.triggers.vip.immediate);
+        assert!(!policies.get("other").triggers.triggers.vip.immediate, "other tenants keep the defaults");
+    }
 }
