@@ -215,7 +215,9 @@ impl Stage for Deliver {
         let outcome = match c.action {
             TurnAction::Handoff => "handoff",
             TurnAction::Refuse => "refused",
-            _ if c.finish_reason.as_deref() == Some("incomplete") => "handoff",
+            // guard-out ends a reply it hands over (a trigger) with `handoff`, generate one it cannot finish
+            // with `incomplete`.
+            _ if matches!(c.finish_reason.as_deref(), Some("incomplete" | "handoff")) => "handoff",
             _ => "contained",
         };
         metrics::counter!("turnpike_turns_total", "outcome" => outcome).increment(1);
