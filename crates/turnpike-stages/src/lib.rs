@@ -12,6 +12,7 @@ pub mod generate;
 pub mod guard_in;
 pub mod guard_out;
 pub mod handoff;
+pub mod handoff_summary;
 pub mod ingest;
 pub mod memory;
 pub mod retrieve;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use turnpike_core::{Classify, Endpoints, ErrorClass};
 use turnpike_runner::StageError;
-use turnpike_store::{SessionStore, SummaryStore, TranscriptStore};
+use turnpike_store::{HelpdeskStore, SessionStore, SummaryStore, TranscriptStore};
 
 /// Connections shared by the stages of one process: built once, cloned into each stage.
 #[derive(Clone)]
@@ -38,6 +39,8 @@ pub struct Deps {
     pub sessions: SessionStore,
     /// Long-term copies of the sessions' running summaries.
     pub summaries: SummaryStore,
+    /// Handoff tickets at helpdesks and where their conversations stand.
+    pub helpdesk: HelpdeskStore,
 }
 
 /// How long [`Deps::connect`] waits for Redis and Cassandra at start-up: a stage started beside a database that
@@ -91,8 +94,10 @@ impl Deps {
             TranscriptStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
         let sessions =
             SessionStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
-        let summaries = SummaryStore::new(cql, &endpoints.keyspace).await.map_err(StageError::from_classified)?;
-        Ok(Deps { redis, pool, transcript, sessions, summaries })
+        let summaries =
+            SummaryStore::new(cql.clone(), &endpoints.keyspace).await.map_err(StageError::from_classified)?;
+        let helpdesk = HelpdeskStore::new(cql, &endpoints.keyspace).await.map_err(StageError::from_classified)?;
+        Ok(Deps { redis, pool, transcript, sessions, summaries, helpdesk })
     }
 }
 

@@ -5,6 +5,7 @@
 //! secondary indexes on the hot path, no lightweight transactions where an idempotent upsert does the job.
 
 pub mod cql;
+pub mod helpdesk;
 pub mod migrate;
 pub mod redis_pool;
 pub mod sessions;
@@ -12,6 +13,7 @@ pub mod summaries;
 pub mod transcript;
 
 pub use cql::{connect_cql, StoreError};
+pub use helpdesk::{HelpdeskLink, HelpdeskStore};
 pub use migrate::{migrate, Migration, MIGRATIONS};
 pub use redis_pool::RedisPool;
 pub use sessions::{SessionStore, Ticket};

@@ -20,6 +20,7 @@ pub struct Migration {
 pub const MIGRATIONS: &[Migration] = &[
     Migration { id: "0001_core", cql: include_str!("../migrations/0001_core.cql") },
     Migration { id: "0002_summaries", cql: include_str!("../migrations/0002_summaries.cql") },
+    Migration { id: "0003_helpdesk", cql: include_str!("../migrations/0003_helpdesk.cql") },
 ];
 
 /// Creates the keyspace if needed and applies pending migrations. Returns the ids applied by this call.

@@ -214,7 +214,8 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
     });
     turnpike_runner::metrics_exporter::install(metrics_addr).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
-    let needs_llm = stage.is_none() || stage == Some("generate");
+    // generate answers; handoff writes the agent's note with the cheap tier.
+    let needs_llm = stage.is_none() || matches!(stage, Some("generate" | "handoff"));
     let mut _mock = None;
     let llm = match (&run.llm_base_url, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())) {
         (Some(url), key) => turnpike::pipeline::LlmSettings {

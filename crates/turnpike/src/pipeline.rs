@@ -188,7 +188,16 @@ pub async fn run_stage(
             run_one(stage, t, name, e, u, s).await
         }
         "deliver" => run_one(deliver::Deliver::new(deps), t, name, e, u, s).await,
-        "handoff" => run_one(handoff::Handoff { deps, helpdesk: "local".into() }, t, name, e, u, s).await,
+        "handoff" => {
+            // The agent's note is written by the cheap tier; without a router the note is the extract.
+            let router = llm_router(&llm)
+                .map_err(|e| tracing::warn!(error = %e, "No LLM for handoff summaries; agents get the extract."))
+                .ok();
+            let stage = handoff::Handoff::new(deps, router, &e.redis_url)
+                .await
+                .map_err(|error| RunnerError::Start { stage: "handoff", error })?;
+            run_one(stage, t, name, e, u, s).await
+        }
         other => Err(RunnerError::Fatal {
             stage: "pipeline",
             code: "unknown_stage",

@@ -110,6 +110,10 @@ pub struct MockStats {
     /// Calls of the mock HTTP tool (`POST /mock/tool/{name}`).
     #[serde(default)]
     pub tool_calls: u64,
+    /// Of `requests`, the summary requests ([`SUMMARY_REQUEST_PREFIX`]): assemble's running summaries and
+    /// handoff's notes for the agent, so a test can tell them from generate's replies.
+    #[serde(default)]
+    pub summaries: u64,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +121,7 @@ struct Counters {
     requests: AtomicU64,
     streams_open: AtomicU64,
     tool_calls: AtomicU64,
+    summaries: AtomicU64,
     /// A server-wide fault that overrides every request's script (see [`MockServer::set_fault`]).
     outage: Mutex<Option<Fault>>,
 }
@@ -134,6 +139,7 @@ impl Counters {
             requests: self.requests.load(Ordering::Relaxed),
             streams_open: self.streams_open.load(Ordering::Relaxed),
             tool_calls: self.tool_calls.load(Ordering::Relaxed),
+            summaries: self.summaries.load(Ordering::Relaxed),
         }
     }
 }
@@ -504,6 +510,9 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
     // The last user turn *with text*: in Anthropic and Gemini, tool results are user turns too.
     let last_user_at = body.messages.iter().rposition(|(role, text)| role == "user" && !text.is_empty());
     let last_user = last_user_at.map(|i| body.messages[i].1.clone()).unwrap_or_default();
+    if last_user.starts_with(SUMMARY_REQUEST_PREFIX) {
+        state.counters.summaries.fetch_add(1, Ordering::Relaxed);
+    }
     let mut script = Script::from_message(&last_user).or(Script::from_headers(headers));
     if let Some(fault) = state.counters.outage() {
         script.fault = Some(fault);

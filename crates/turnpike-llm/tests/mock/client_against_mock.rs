@@ -180,7 +180,7 @@ async fn headers_script_too_and_stats_count_requests() {
             .await
             .unwrap()
     };
-    assert_eq!(stats().await, MockStats { requests: 0, streams_open: 0, tool_calls: 0 });
+    assert_eq!(stats().await, MockStats { requests: 0, streams_open: 0, tool_calls: 0, summaries: 0 });
     let health = http.get(format!("http://{}/healthz", server.addr())).send().await.unwrap();
     assert!(health.status().is_success());
 
@@ -203,7 +203,7 @@ async fn headers_script_too_and_stats_count_requests() {
     while server.stats().streams_open > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(server.stats(), MockStats { requests: 3, streams_open: 0, tool_calls: 0 });
+    assert_eq!(server.stats(), MockStats { requests: 3, streams_open: 0, tool_calls: 0, summaries: 0 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ mod db_outage;
 mod failures;
 mod fenced;
 mod guardrails;
+mod handoff;
 mod knowledge;
 mod llm_failover;
 mod pipeline;
