@@ -339,6 +339,58 @@ fn freshdesk_ticket(v: &Value, existed: bool) -> Result<OpenedTicket, HelpdeskEr
     Ok(OpenedTicket { external_id, requester_id: id_of(&v["requester_id"]), existed })
 }
 
+/// A public message an agent wrote on a ticket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentMessage {
+    /// The helpdesk's comment (conversation) id: the same on every read, so repeats can be recognised.
+    pub id: String,
+    pub text: String,
+    pub author: String,
+}
+
+impl Connector {
+    /// The agents' public messages on a ticket, oldest first: what a Zendesk or Freshdesk webhook (which
+    /// carries ids only, so a forged call cannot inject text) is resolved into. Messages by the requester and
+    /// the bot's internal notes are left out.
+    pub async fn agent_messages(&self, opened: &OpenedTicket) -> Result<Vec<AgentMessage>, HelpdeskError> {
+        let id = &opened.external_id;
+        let requester = opened.requester_id.as_deref().unwrap_or("");
+        let (list, helpdesk, text_field, author_field) = match self.cfg.kind {
+            Kind::Zendesk => {
+                let path = format!("/api/v2/tickets/{id}/comments.json");
+                let a = call("zendesk", "comments", self.retry, || self.req(reqwest::Method::GET, &path)).await?;
+                (a.body["comments"].clone(), "zendesk", "body", "author_id")
+            }
+            Kind::Freshdesk => {
+                let path = format!("/api/v2/tickets/{id}/conversations");
+                let a =
+                    call("freshdesk", "conversations", self.retry, || self.req(reqwest::Method::GET, &path)).await?;
+                (a.body, "freshdesk", "body_text", "user_id")
+            }
+            _ => return Ok(Vec::new()),
+        };
+        let public = |c: &Value| match helpdesk {
+            "zendesk" => c["public"].as_bool() == Some(true),
+            _ => c["private"].as_bool() == Some(false) && c["incoming"].as_bool() != Some(true),
+        };
+        Ok(list
+            .as_array()
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| public(c) && id_of(&c[author_field]).as_deref() != Some(requester))
+                    .filter_map(|c| {
+                        Some(AgentMessage {
+                            id: id_of(&c["id"])?,
+                            text: c[text_field].as_str()?.to_string(),
+                            author: id_of(&c[author_field]).unwrap_or_default(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
 /// Basic-auth header value, for the fake's own checks and tests.
 pub fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))

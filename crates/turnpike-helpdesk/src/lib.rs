@@ -15,7 +15,7 @@ pub mod http;
 pub mod signature;
 
 pub use config::{HelpdeskConfig, Kind, Secret};
-pub use connector::{Connector, NewTicket, OpenedTicket, Priority};
+pub use connector::{AgentMessage, Connector, NewTicket, OpenedTicket, Priority};
 
 use turnpike_core::{Classify, ErrorClass};
 

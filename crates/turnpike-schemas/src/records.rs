@@ -36,7 +36,7 @@ macro_rules! record {
 }
 
 /// Every schema name with its text, for registration and validation.
-pub const ALL_SCHEMAS: [(&str, &str); 12] = [
+pub const ALL_SCHEMAS: [(&str, &str); 13] = [
     (InboundTurn::SCHEMA_NAME, InboundTurn::SCHEMA),
     (AcceptedTurn::SCHEMA_NAME, AcceptedTurn::SCHEMA),
     (GuardedTurn::SCHEMA_NAME, GuardedTurn::SCHEMA),
@@ -47,6 +47,7 @@ pub const ALL_SCHEMAS: [(&str, &str); 12] = [
     (OutboundReply::SCHEMA_NAME, OutboundReply::SCHEMA),
     (HandoffRequest::SCHEMA_NAME, HandoffRequest::SCHEMA),
     (TicketEvent::SCHEMA_NAME, TicketEvent::SCHEMA),
+    (DeskEvent::SCHEMA_NAME, DeskEvent::SCHEMA),
     (DeadLetter::SCHEMA_NAME, DeadLetter::SCHEMA),
     (GuardAudit::SCHEMA_NAME, GuardAudit::SCHEMA),
 ];
@@ -75,6 +76,9 @@ pub enum TurnAction {
     Handoff,
     /// Human-owned session: the bot stays silent.
     Human,
+    /// From the helpdesk side (desk stage, handoff stage), not the model: an agent's message, a status such
+    /// as `agent_joined`, or the bot's line when the conversation comes back to it.
+    Desk,
 }
 
 /// Role of a chat message.
@@ -138,6 +142,21 @@ pub enum TicketEventKind {
     AgentJoined,
     AgentMessage,
     Closed,
+    /// Reader fallback for symbols added by a newer writer.
+    #[default]
+    Unknown,
+}
+
+/// What happened on a handoff ticket at the helpdesk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeskEventKind {
+    /// An agent wrote to the customer.
+    AgentMessage,
+    /// The agent solved, closed or handed the conversation back.
+    Closed,
+    /// No agent picked the conversation up within the tenant's queue timeout.
+    QueueTimeout,
     /// Reader fallback for symbols added by a newer writer.
     #[default]
     Unknown,
@@ -330,6 +349,8 @@ pub struct CheckedReplyChunk {
     pub ttft_ms: Option<i32>,
     pub citations: Vec<Citation>,
     pub channel: String,
+    /// `DESK` records only: a status for the customer instead of text.
+    pub status: Option<String>,
     pub received_at_ms: i64,
 }
 record!(CheckedReplyChunk, "checked_reply_chunk");
@@ -423,6 +444,23 @@ pub struct TicketEvent {
     pub at_ms: i64,
 }
 record!(TicketEvent, "ticket_event");
+
+/// `desk_event.avsc`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeskEvent {
+    pub tenant_id: String,
+    pub session_id: String,
+    pub turn_id: String,
+    pub ticket_id: String,
+    pub helpdesk: String,
+    pub external_id: String,
+    pub kind: DeskEventKind,
+    pub event_id: String,
+    pub text: String,
+    pub author: String,
+    pub at_ms: i64,
+}
+record!(DeskEvent, "desk_event");
 
 /// `dead_letter.avsc`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -86,6 +86,12 @@ fn every_record_round_trips_through_its_schema() {
         ..Default::default()
     });
     roundtrip(CheckedReplyChunk { verdict: Verdict::Redact, triggers: vec![trig], ..Default::default() });
+    roundtrip(CheckedReplyChunk {
+        action: TurnAction::Desk,
+        kind: ChunkKind::Final,
+        status: Some("agent_joined".into()),
+        ..Default::default()
+    });
     roundtrip(OutboundReply {
         kind: OutboundKind::Status,
         status: Some("typing".into()),
@@ -102,6 +108,13 @@ fn every_record_round_trips_through_its_schema() {
         ..Default::default()
     });
     roundtrip(TicketEvent { kind: TicketEventKind::AgentJoined, ticket_id: "T-1".into(), ..Default::default() });
+    roundtrip(DeskEvent {
+        kind: DeskEventKind::AgentMessage,
+        ticket_id: "T-1".into(),
+        event_id: "zendesk:35437".into(),
+        text: "Hi, I'm Sam from support.".into(),
+        ..Default::default()
+    });
     roundtrip(DeadLetter {
         original_key: Some(b"user-1:conv-1".to_vec()),
         original_value: Some(vec![0, 0, 0, 0, 1, 255, 254]),

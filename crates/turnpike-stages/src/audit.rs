@@ -50,6 +50,7 @@ pub fn turn_action(a: TurnAction) -> &'static str {
         TurnAction::Refuse => "refuse",
         TurnAction::Handoff => "handoff",
         TurnAction::Human => "human",
+        TurnAction::Desk => "desk",
     }
 }
 

@@ -13,6 +13,9 @@
 //! after a crash and readers de-duplicate by (turn_id, chunk_index) and turn_id. The reply's text is
 //! gathered from the chunk hash for the transcript; the transcript row is an idempotent upsert keyed by
 //! (seq, role).
+//! Records from the helpdesk side (action `DESK`: an agent's message, a status, the bot's line when no agent
+//! came) are published the same way, each under its own session number. A FINAL that hands the turn off is
+//! followed by a `handed_off` STATUS in the same transaction.
 //! After the transcript write, a turn that went to the model is appended to the session's memory in Redis
 //! (user message and reply, keyed by seq and role: idempotent), before the offset is stored.
 //! The same record is mirrored in process (the turns this instance published lately, with their input
@@ -166,6 +169,9 @@ impl Stage for Deliver {
             status.status = Some("forwarded_to_agent".into());
             return out.emit(&status).await;
         }
+        if c.action == TurnAction::Desk {
+            return self.desk(&c, &position, out).await;
+        }
         let mut text: String =
             parts.into_values().map(|v| v.split_once(SEP).map(|(_, t)| t.to_string()).unwrap_or(v)).collect();
         text.push_str(&c.text);
@@ -222,11 +228,53 @@ impl Stage for Deliver {
         };
         metrics::counter!("turnpike_turns_total", "outcome" => outcome).increment(1);
         self.mark_final(&c, &position).await?;
-        out.emit(&outbound(&c, OutboundKind::Final, c.text.clone())).await
+        out.emit(&outbound(&c, OutboundKind::Final, c.text.clone())).await?;
+        if outcome == "handoff" || c.finish_reason.as_deref() == Some("guardrail") {
+            // The customer's page shows the handoff: after the turn's FINAL, in the same transaction, so in
+            // order on every reader (a larger chunk index than the FINAL's, as the gateway's ids require).
+            let mut status = outbound(&c, OutboundKind::Status, String::new());
+            status.chunk_index = c.chunk_index + 1;
+            status.status = Some(crate::desk::HANDED_OFF.into());
+            status.finish_reason = None;
+            out.emit(&status).await?;
+        }
+        Ok(())
     }
 }
 
 impl Deliver {
+    /// A record from the helpdesk side (desk stage): an agent's message (FINAL, `finish_reason` `agent`, in the
+    /// transcript as role `agent`), the bot's line on a queue timeout (role `assistant`), or a status. Each has
+    /// its own session number (the desk stage claimed it), so the FINAL marker per seq de-duplicates it.
+    async fn desk(&self, c: &CheckedReplyChunk, position: &str, out: &mut Emitter) -> Result<(), StageError> {
+        if let Some(status) = &c.status {
+            self.mark_final(c, position).await?;
+            let mut r = outbound(c, OutboundKind::Status, String::new());
+            r.status = Some(status.clone());
+            return out.emit(&r).await;
+        }
+        let role = if c.finish_reason.as_deref() == Some("agent") { "agent" } else { "assistant" };
+        self.deps
+            .transcript
+            .append(&TranscriptRow {
+                tenant_id: c.tenant_id.clone(),
+                session_id: c.session_id.clone(),
+                seq: c.seq,
+                role: role.into(),
+                turn_id: c.turn_id.clone(),
+                content: c.text.clone(),
+                channel: Some(c.channel.clone()),
+                finish_reason: c.finish_reason.clone(),
+                created_at: Some(scylla::value::CqlTimestamp(now_ms())),
+                ..Default::default()
+            })
+            .await
+            .map_err(store_err)?;
+        metrics::counter!("turnpike_desk_messages_total", "role" => role).increment(1);
+        self.mark_final(c, position).await?;
+        out.emit(&outbound(c, OutboundKind::Final, c.text.clone())).await
+    }
+
     /// Records that the input at `position` publishes the turn's FINAL (just before it is emitted, in the
     /// same transaction as its offset): a FINAL from any other position is then a repeat. The turn's chunk
     /// buffer is kept a while for a redelivery of this very record, whose transcript write reads it again.

@@ -190,6 +190,7 @@ fn checked(
         ttft_ms: None,
         citations: vec![],
         channel: c.channel.clone(),
+        status: None,
         received_at_ms: c.received_at_ms,
     }
 }

@@ -32,8 +32,16 @@ pub const CLOSED: &str = "closed";
 pub const TIMED_OUT: &str = "timed_out";
 
 /// Redis sorted set of tickets waiting for an agent, scored by their queue deadline (unix ms); members are
-/// `tenant \x1f session \x1f ticket`.
-pub const QUEUE_KEY: &str = "tp:helpdesk:queue";
+/// `tenant \x1f session \x1f ticket`. One per pipeline: named after the topic prefix of `topic` (any of the
+/// handoff topics), so pipelines sharing a Redis (tests, staging beside production) never time out each
+/// other's tickets.
+pub fn queue_key(topic: &str) -> String {
+    let prefix = ["turnpike.handoff.requests", "turnpike.handoff.desk"]
+        .iter()
+        .find_map(|base| topic.strip_suffix(base))
+        .unwrap_or(topic);
+    format!("tp:helpdesk:queue:{prefix}")
+}
 /// How long Redis keeps a note and a comment marker: beyond any redelivery.
 const MARK_TTL_SECS: u64 = 7 * 24 * 3600;
 
@@ -52,10 +60,15 @@ pub fn ticket_id(tenant: &str, turn_id: &str) -> String {
 
 /// The tenants' helpdesks (section `helpdesk` of `TURNPIKE_TENANTS_CONFIG`), credentials resolved.
 pub fn load_desks() -> Result<PerTenant<(Connector, HelpdeskConfig)>, StageError> {
+    let config =
+        turnpike_core::TenantsConfig::from_env().map_err(|e| StageError::fatal("helpdesk_config", e.to_string()))?;
+    desks_from(&config)
+}
+
+/// [`load_desks`] from an already loaded tenants file.
+pub fn desks_from(config: &turnpike_core::TenantsConfig) -> Result<PerTenant<(Connector, HelpdeskConfig)>, StageError> {
     let fatal = |e: String| StageError::fatal("helpdesk_config", e);
-    let section = turnpike_core::TenantsConfig::from_env()
-        .and_then(|c| c.section::<HelpdeskConfig>("helpdesk"))
-        .map_err(|e| fatal(e.to_string()))?;
+    let section = config.section::<HelpdeskConfig>("helpdesk").map_err(|e| fatal(e.to_string()))?;
     let http = reqwest::Client::builder().build().map_err(|e| fatal(e.to_string()))?;
     section.try_map(|cfg| cfg.clone().resolve().map(|c| (Connector::new(c.clone(), http.clone()), c))).map_err(fatal)
 }
@@ -195,7 +208,7 @@ impl Handoff {
         let deadline = r.requested_at_ms + (cfg.queue_timeout_secs as i64) * 1000;
         let mut redis = self.deps.pool.clone();
         let _: i64 = redis::cmd("ZADD")
-            .arg(QUEUE_KEY)
+            .arg(queue_key(&out.source().topic))
             .arg("NX")
             .arg(deadline)
             .arg(format!("{tenant}\u{1f}{sid}\u{1f}{id}"))

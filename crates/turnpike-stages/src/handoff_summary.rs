@@ -45,7 +45,11 @@ pub async fn recent(deps: &Deps, r: &HandoffRequest) -> Result<Vec<TranscriptRow
 fn lines(rows: &[TranscriptRow]) -> String {
     rows.iter()
         .map(|row| {
-            let who = if row.role == "user" { "Customer" } else { "Bot" };
+            let who = match row.role.as_str() {
+                "user" => "Customer",
+                "agent" => "Agent",
+                _ => "Bot",
+            };
             format!("{who}: {}", row.content.split_whitespace().collect::<Vec<_>>().join(" "))
         })
         .collect::<Vec<_>>()

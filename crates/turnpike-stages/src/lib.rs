@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod audit;
 pub mod context;
 pub mod deliver;
+pub mod desk;
 pub mod generate;
 pub mod guard_in;
 pub mod guard_out;

@@ -3,9 +3,10 @@
 use serde::Deserialize;
 use std::time::Duration;
 
-/// The eight stages of the chat pipeline. A topology must declare each exactly once.
-pub const STAGE_NAMES: [&str; 8] =
-    ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff"];
+/// The stages of the chat pipeline: the eight of a turn, and desk (helpdesk events back into the
+/// conversation). A topology must declare each exactly once.
+pub const STAGE_NAMES: [&str; 9] =
+    ["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "handoff", "desk"];
 
 /// Stages at the edge of the pipeline: they read a sink topic and deliver to clients outside Kafka, so they
 /// have no output topics. Optional (a pipeline without them is complete), but like every stage each has its

@@ -25,7 +25,7 @@ fn shipped_topology_is_valid() {
     let topo = Topology::load(&root().join("topology/turnpike.toml")).unwrap();
     topo.validate(&root().join("schemas")).unwrap();
     let pipeline = topo.stages.iter().filter(|s| turnpike_topology::STAGE_NAMES.contains(&s.name.as_str()));
-    assert_eq!(pipeline.count(), 8);
+    assert_eq!(pipeline.count(), 9);
     assert!(topo.stage("gateway").is_some_and(|s| s.outputs.is_empty()), "the gateway is an edge stage");
 }
 

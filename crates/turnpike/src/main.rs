@@ -86,6 +86,13 @@ enum Command {
         #[command(subcommand)]
         action: GuardAction,
     },
+    /// The helpdesk webhook endpoint (`POST /v1/helpdesk/{vendor}/{tenant}`) and the queue timer: helpdesk
+    /// events onto the desk topic, for the desk stage.
+    HelpdeskHooks {
+        /// Listen address (put it behind the TLS proxy the helpdesks call).
+        #[arg(long, env = "TURNPIKE_HELPDESK_HOOKS_ADDR", default_value = "127.0.0.1:8088")]
+        addr: std::net::SocketAddr,
+    },
     /// Everything a fresh cluster needs: validate, create topics, register schemas, migrate.
     Setup {
         /// CQL replication map for a new keyspace.
@@ -293,6 +300,14 @@ fn main() -> ExitCode {
                     .await
             }
             Command::Knowledge { action } => knowledge::run(action),
+            Command::HelpdeskHooks { addr } => {
+                let topology = admin::load_valid(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref())?;
+                let hooks = std::sync::Arc::new(turnpike::desk_hooks::Hooks::connect(&topology, &endpoints).await?);
+                let listener = tokio::net::TcpListener::bind(addr).await?;
+                tracing::info!(addr = %listener.local_addr()?, "Helpdesk webhooks listening.");
+                turnpike::desk_hooks::serve(listener, hooks, shutdown_on_signals()).await?;
+                Ok(())
+            }
             Command::Guard { action: GuardAction::Check { tenant } } => guard_check::run(tenant),
             Command::Setup { replication } => {
                 admin::apply(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await?;

@@ -1,4 +1,4 @@
-//! Builds and runs stages: one per process (`turnpike stage NAME`) or all eight in one (`turnpike run`).
+//! Builds and runs stages: one per process (`turnpike stage NAME`) or all of them in one (`turnpike run`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use turnpike_core::Endpoints;
 use turnpike_llm::{ContinuationStyle, LlmConfig, LlmError, LlmRouter, OpenAiClient, OpenAiConfig};
 use turnpike_runner::{check_input_schema, run_with, RunnerConfig, RunnerError, SharedProducer, Stage};
-use turnpike_stages::{assemble, deliver, generate, guard_in, guard_out, handoff, ingest, route, Deps};
+use turnpike_stages::{assemble, deliver, desk, generate, guard_in, guard_out, handoff, ingest, route, Deps};
 use turnpike_topology::Topology;
 
 /// Where generate sends its requests.
@@ -197,6 +197,10 @@ pub async fn run_stage(
                 .await
                 .map_err(|error| RunnerError::Start { stage: "handoff", error })?;
             run_one(stage, t, name, e, u, s).await
+        }
+        "desk" => {
+            let desks = handoff::load_desks().map_err(|error| RunnerError::Start { stage: "desk", error })?;
+            run_one(desk::Desk { deps, desks }, t, name, e, u, s).await
         }
         other => Err(RunnerError::Fatal {
             stage: "pipeline",

@@ -126,6 +126,9 @@ struct Fault {
 
 #[derive(Default)]
 struct State {
+    /// Ids start at a base of their own per fake, as two real helpdesk accounts never share ticket ids:
+    /// fakes of concurrent tests must not either (Turnpike maps a helpdesk's ticket id back to a session).
+    first_id: u64,
     next_id: u64,
     tickets: Vec<FakeTicket>,
     requests: Vec<FakeRequest>,
@@ -146,6 +149,13 @@ struct Shared {
     http: reqwest::Client,
 }
 
+impl State {
+    fn new() -> State {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        State { first_id: 10_000 + (nanos % 1_000_000_000_000) as u64 * 1000, ..State::default() }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A poisoned lock means a panicking handler; the data is still consistent enough for a fake.
@@ -153,7 +163,7 @@ impl Shared {
     }
     fn next_id(state: &mut State) -> u64 {
         state.next_id += 1;
-        10_000 + state.next_id
+        state.first_id + state.next_id
     }
 }
 
@@ -169,7 +179,7 @@ impl FakeHelpdesk {
     pub async fn spawn(cfg: FakeConfig) -> std::io::Result<FakeHelpdesk> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared { cfg, state: Mutex::new(State::default()), http: reqwest::Client::new() });
+        let shared = Arc::new(Shared { cfg, state: Mutex::new(State::new()), http: reqwest::Client::new() });
         let app = router(shared.clone());
         let task = tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(FakeHelpdesk { addr, shared, task })
@@ -228,7 +238,7 @@ impl Drop for FakeHelpdesk {
 
 /// Serves on `listener` until it fails (the binary's entry point).
 pub async fn serve(listener: TcpListener, cfg: FakeConfig) -> std::io::Result<()> {
-    let shared = Arc::new(Shared { cfg, state: Mutex::new(State::default()), http: reqwest::Client::new() });
+    let shared = Arc::new(Shared { cfg, state: Mutex::new(State::new()), http: reqwest::Client::new() });
     axum::serve(listener, router(shared)).await
 }
 

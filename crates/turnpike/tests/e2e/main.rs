@@ -10,6 +10,7 @@ mod common;
 
 mod crashes;
 mod db_outage;
+mod desk;
 mod failures;
 mod fenced;
 mod guardrails;

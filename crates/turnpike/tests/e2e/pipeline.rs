@@ -179,8 +179,10 @@ async fn asking_for_a_human_opens_one_ticket_and_later_turns_go_to_it() {
     let by_seq = |seq: i64| replies.iter().filter(move |(_, r)| r.seq == seq).map(|(_, r)| r).collect::<Vec<_>>();
     assert!(by_seq(1).iter().any(|r| r.kind == OutboundKind::Final && r.finish_reason.as_deref() == Some("stop")));
     let second = by_seq(2);
-    assert_eq!(second.len(), 1, "the handoff turn is answered with one canned FINAL, no LLM text");
+    assert_eq!(second.len(), 2, "the handoff turn is answered with one canned FINAL, no LLM text, then handed_off");
     assert!(second[0].text.contains("connecting you with a member of our support team"));
+    assert_eq!((second[1].kind, second[1].status.as_deref()), (OutboundKind::Status, Some("handed_off")));
+    assert!(second[1].chunk_index > second[0].chunk_index, "after the FINAL, as the gateway's ids need");
     let third = by_seq(3);
     assert_eq!(third.len(), 1);
     assert_eq!((third[0].kind, third[0].status.as_deref()), (OutboundKind::Status, Some("forwarded_to_agent")));
