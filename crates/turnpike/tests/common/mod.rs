@@ -191,7 +191,7 @@ impl Pipeline {
         if let Some(task) = self.task.take() {
             task.await.unwrap().expect("pipeline stopped with an error");
         }
-        // Dozens of tests × 20 topics would otherwise pile up partitions on the one local broker.
+        // Dozens of tests × 22 topics would otherwise pile up partitions on the one local broker.
         let deleted = turnpike_topology::apply::delete_topics(
             &self.topo,
             &self.endpoints.kafka_properties(),

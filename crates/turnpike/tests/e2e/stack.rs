@@ -261,7 +261,7 @@ fn validate_command_rejects_a_broken_topology_with_a_clear_message() {
         .output()
         .unwrap();
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("is valid: 20 topics, 9 stages"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("is valid: 22 topics, 10 stages"));
 }
 
 /// Secure by default: the project's own stack authenticates every client. Kafka, Cassandra, Redis and the
