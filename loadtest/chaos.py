@@ -21,6 +21,12 @@ Faults (`--fault`, repeatable; each runs for `--duration` seconds on a fresh top
   provider:F     the primary LLM deployment acts out F for `--down` s every `--every` s, while generate's chain
                  fails over to (or continues on) the secondary: F is `503` (an outage), `429` (a rate-limit
                  storm), `cut` (every stream cut after 3 chunks) or `stall` (2 chunks, then silence)
+  partition      instance 0 of each `--partition-stages` stage (default generate, guard-out, deliver: their twins
+                 stay connected) reaches the broker only through a TCP proxy (loadtest/chaos_proxy.py, the
+                 stack's PROXIED listener), which black-holes its connections for `--down` s every `--every` s
+                 while the load goes on: the group evicts the cut-off members, the twins take over, and the
+                 partitioned ones come back as zombies that must be fenced
+  partition:STAGE  the same for instance 0 of STAGE only
 
 Every stage runs as its own `turnpike stage` process; generate, guard-out and deliver run two instances each.
 The mock LLM runs as two processes of its own (`turnpike-mock-llm`), streaming at `--tokens-per-sec`: the
@@ -62,6 +68,7 @@ sys.path.insert(0, str(ROOT / "loadtest"))
 
 import turnpike_client as tc  # noqa: E402
 from chaos_gateway import Entrance  # noqa: E402
+from chaos_proxy import PartitionProxy  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: E402
 from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: E402
@@ -102,10 +109,11 @@ class Instance:
         self.proc: Optional[subprocess.Popen] = None
         self.restarts = 0
         self.exits: List[int] = []
+        self.extra_env: Dict[str, str] = {}
 
     def start(self) -> None:
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"), NO_COLOR="1",
-                   TURNPIKE_LLM_CONFIG=str(self.llm_config))
+                   TURNPIKE_LLM_CONFIG=str(self.llm_config), **self.extra_env)
         self.proc = subprocess.Popen(self.cmd, stdout=self.log, stderr=self.log, env=env)
 
     def kill(self) -> None:
@@ -250,6 +258,9 @@ def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
     llm_config = logs / "llm.toml"
     llm_config.write_text(llm_toml(args.mock_port))
     instances = [Instance(s, n, args, prefix, llm_config, logs) for s in STAGES for n in range(2 if s in TWICE else 1)]
+    args.proxy = None
+    if fault.startswith("partition"):
+        args.proxy = partition_proxy(fault, args, instances)
     for i in instances:
         i.start()
     sup = Supervisor(instances)
@@ -261,6 +272,27 @@ def run_fault(fault: str, args: argparse.Namespace) -> Dict[str, Any]:
         sup.stop()
         for m in mocks:
             m.terminate()
+
+
+def partition_proxy(fault: str, args: argparse.Namespace, instances: List[Instance]) -> PartitionProxy:
+    """Puts instance 0 of the chosen stages behind the partition proxy (the stack's PROXIED listener)."""
+    def addr(var: str) -> tuple:
+        value = os.environ.get(var)
+        if not value:
+            raise SystemExit(f"{var} is not set: eval \"$(deploy/local/stack.sh env)\" of a stack started by this "
+                             "version of stack.sh (its broker needs the PROXIED listener)")
+        host, port = value.rsplit(":", 1)
+        return host, int(port)
+    proxy_addr = addr("TURNPIKE_KAFKA_PARTITION_PROXY")
+    proxy = PartitionProxy(proxy_addr, addr("TURNPIKE_KAFKA_PARTITION_LISTENER")).start_and_wait()
+    stages = [fault.split(":", 1)[1]] if ":" in fault else args.partition_stages.split(",")
+    chosen = [i for i in instances if i.stage in stages and i.id.endswith("-0")]
+    if len(chosen) != len(stages):
+        raise SystemExit(f"unknown stage in {stages}")
+    for i in chosen:
+        i.extra_env["TURNPIKE_KAFKA_BOOTSTRAP"] = f"{proxy_addr[0]}:{proxy_addr[1]}"
+    log(f"behind the partition proxy: {', '.join(i.id for i in chosen)}")
+    return proxy
 
 
 def llm_toml(port: int) -> str:
@@ -411,6 +443,11 @@ def inject(fault: str, instances: List[Instance], rng: random.Random, args: argp
         time.sleep(args.down)
         set_provider_fault(args.mock_port, "none")
         return {"at": at, "what": f"primary LLM {kind} for {args.down}s"}
+    if fault.startswith("partition"):
+        # The load goes on while the route is gone: the twins must take the partitions over.
+        args.proxy.partition()
+        threading.Timer(args.down, args.proxy.heal).start()
+        return {"at": at, "what": f"partitioned from the broker for {args.down}s"}
     raise SystemExit(f"unknown fault {fault}")
 
 
@@ -429,6 +466,8 @@ def main() -> int:
     ap.add_argument("--gateway-share", type=float, default=0.0,
                     help="share of sessions that are end users of two gateway instances over HTTP + SSE")
     ap.add_argument("--gateway-port", type=int, default=18480, help="the first gateway's; the second's is one more")
+    ap.add_argument("--partition-stages", default="generate,guard-out,deliver",
+                    help="with --fault partition: the stages whose instance 0 goes through the partition proxy")
     ap.add_argument("--warmup", type=float, default=8, help="seconds for the stages to join their groups")
     ap.add_argument("--drain", type=float, default=180, help="seconds to wait for the last replies")
     ap.add_argument("--seed", type=int, default=7)

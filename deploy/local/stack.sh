@@ -31,6 +31,12 @@ OFFSET=${TURNPIKE_STACK_PORT_OFFSET:-0}
 [[ $OFFSET =~ ^[0-9]+$ ]] || { echo "TURNPIKE_STACK_PORT_OFFSET must be a number, not '$OFFSET'" >&2; exit 2; }
 KAFKA_PORT=$((9092 + OFFSET))
 KAFKA_CONTROLLER_PORT=$((9093 + OFFSET))
+# A third listener for the chaos tool's network partition: the broker listens on KAFKA_PARTITION_PORT but
+# advertises KAFKA_PROXY_PORT, where loadtest/chaos_proxy.py forwards (and, to partition, stops forwarding).
+# A client bootstrapped at the proxy port then reaches the broker only through the proxy; nothing else uses
+# it, and with no proxy running the port is simply closed.
+KAFKA_PARTITION_PORT=$((9094 + OFFSET))
+KAFKA_PROXY_PORT=$((9095 + OFFSET))
 CQL_PORT=$((9042 + OFFSET))
 CASSANDRA_STORAGE_PORT=$((7000 + OFFSET))
 REGISTRY_PORT=$((8081 + OFFSET))
@@ -216,15 +222,18 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
 # Clients log in (SASL/PLAIN, user turnpike). The controller listener is the broker talking to itself.
-listeners=SASL_PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=SASL_PLAINTEXT://$HOST:$KAFKA_PORT
-listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+# PROXIED is the chaos tool's partitionable path (see KAFKA_PROXY_PORT above): same login, another port.
+listeners=SASL_PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT,PROXIED://$HOST:$KAFKA_PARTITION_PORT
+advertised.listeners=SASL_PLAINTEXT://$HOST:$KAFKA_PORT,PROXIED://$HOST:$KAFKA_PROXY_PORT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:SASL_PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 sasl.mechanism.inter.broker.protocol=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
   username="broker" password="$(secret kafka-broker)" user_broker="$(secret kafka-broker)" user_turnpike="$(secret kafka)";
+listener.name.proxied.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \
+  user_turnpike="$(secret kafka)";
 log.dirs=$DATA/kafka
 num.partitions=1
 default.replication.factor=1
@@ -673,6 +682,8 @@ cmd_env() {
 export TURNPIKE_KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
 export TURNPIKE_KAFKA_USERNAME=turnpike
 export TURNPIKE_KAFKA_PASSWORD=$(secret kafka)
+export TURNPIKE_KAFKA_PARTITION_LISTENER=$HOST:$KAFKA_PARTITION_PORT
+export TURNPIKE_KAFKA_PARTITION_PROXY=$HOST:$KAFKA_PROXY_PORT
 export TURNPIKE_CQL_NODES=$HOST:$CQL_PORT
 export TURNPIKE_CQL_USERNAME=turnpike
 export TURNPIKE_CQL_PASSWORD=$(secret cassandra)
