@@ -21,6 +21,7 @@ pub mod feed;
 pub mod hub;
 pub mod ingress;
 pub mod limiter;
+pub mod replay;
 pub mod sse;
 pub mod stage;
 pub mod web;

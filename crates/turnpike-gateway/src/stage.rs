@@ -13,6 +13,12 @@
 //! the two neither loses nor doubles the charge. Streams are capped (`MAXLEN`) and expire a day after their
 //! last event.
 //!
+//! Redis restarted empty: every append also sets a marker per input partition. An append that finds the
+//! marker gone while this instance still holds recent events of that partition ([`crate::replay`]) is refused
+//! by the script; the stage then re-appends those events (same ids, so clients get none twice), sets the
+//! marker, and appends the record. So a client that was away while Redis lost its data still reads every
+//! event since it left, as long as the instance that appended them is still up.
+//!
 //! Only replies whose channel is a gateway channel (`ws`, `sse`, `web`) are copied: Kafka-channel replies are
 //! for clients that read the outbound topic themselves, and copying them would store every enterprise reply
 //! in Redis for nobody.
@@ -22,20 +28,30 @@ use crate::events::{
     entry_id, event_json, is_gateway_channel, kind_name, notify_channel, split_session, stream_key, trim_mark_key,
 };
 use crate::limiter::Limiter;
+use crate::replay::{Appended, Recent};
 use redis::Script;
+use std::time::Duration;
 use turnpike_runner::{Emitter, Stage, StageError};
 use turnpike_schemas::{OutboundKind, OutboundReply};
 use turnpike_store::RedisPool;
 
-/// KEYS: the stream, its trim mark. ARGV: entry id, max length, ttl seconds, channel, turn id, kind, event
-/// JSON. Returns 1 when appended (and published), 0 when the id is not above the stream's last (a duplicate).
-/// Trimming records the newest trimmed id, so a resume from before it can be told that events are missing.
+/// KEYS: the stream, its trim mark, the input partition's marker. ARGV: entry id, max length, ttl seconds,
+/// channel, turn id, kind, event JSON, mode, gap mark. Returns 1 when appended (and published), 0 when the id is not
+/// above the stream's last (a duplicate), -1 when mode is `check` and the marker is gone (Redis lost data this
+/// instance can put back). Modes: `check` (refuse without the marker; set it), `set` (nothing to put back:
+/// set it), `replay` (putting back: neither). Trimming records the newest trimmed id, so a resume from before
+/// it can be told that events are missing. So does a stream created by a later turn than the session's first
+/// (the gap mark, `{seq}-0`): its earlier events expired or were lost with Redis and nobody could put them
+/// back, and a client resuming from one of them must hear so rather than silently miss the rest.
 const APPEND: &str = r"
+if ARGV[8] == 'check' and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
 local ok = redis.pcall('XADD', KEYS[1], ARGV[1], 't', ARGV[5], 'k', ARGV[6], 'e', ARGV[7])
 if type(ok) == 'table' and ok.err then
   if string.find(ok.err, 'equal or smaller', 1, true) then return 0 end
   return redis.error_reply(ok.err)
 end
+if fresh and ARGV[8] ~= 'replay' and ARGV[9] ~= '' then redis.call('SET', KEYS[2], ARGV[9]) end
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[2])
 if excess > 0 then
   local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
@@ -45,8 +61,18 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[3]) end
 redis.call('PUBLISH', ARGV[4], ARGV[1])
+if ARGV[8] ~= 'replay' then redis.call('SET', KEYS[3], '1') end
 return 1
 ";
+
+/// Recent appends kept for putting back: this long, and at most this many per input partition.
+const REPLAY_WINDOW: Duration = Duration::from_secs(15 * 60);
+const REPLAY_CAP: usize = 20_000;
+
+/// The marker of an input partition (`topic/partition`; the topic carries the deployment's prefix).
+fn marker_key(partition: &str) -> String {
+    format!("turnpike:gw:marker:{partition}")
+}
 
 /// The outbound consumer of the gateway.
 pub struct GatewayStage {
@@ -54,11 +80,58 @@ pub struct GatewayStage {
     limiter: Limiter,
     events: EventsConfig,
     append: Script,
+    recent: Recent,
 }
 
 impl GatewayStage {
     pub fn new(pool: RedisPool, events: EventsConfig) -> GatewayStage {
-        GatewayStage { limiter: Limiter::new(pool.clone()), pool, events, append: Script::new(APPEND) }
+        GatewayStage {
+            limiter: Limiter::new(pool.clone()),
+            pool,
+            events,
+            append: Script::new(APPEND),
+            recent: Recent::new(REPLAY_WINDOW, REPLAY_CAP),
+        }
+    }
+
+    async fn invoke(&self, e: &Appended, partition: &str, mode: &str) -> Result<i64, StageError> {
+        let mut conn = self.pool.clone();
+        self.append
+            .key(&e.stream)
+            .key(&e.trim_mark)
+            .key(marker_key(partition))
+            .arg(&e.id)
+            .arg(self.events.max_len)
+            .arg(self.events.ttl_secs)
+            .arg(&e.channel)
+            .arg(&e.turn_id)
+            .arg(e.kind)
+            .arg(&e.json)
+            .arg(mode)
+            .arg(&e.gap_mark)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(redis_err)
+    }
+
+    /// Puts back what this instance appended from `partition` lately, oldest first, then sets the marker.
+    /// Concurrent records of the partition find the marker still missing and put back the same events too
+    /// (idempotent), so none of them appends a session's newer event before its older ones are back.
+    async fn put_back(&self, partition: &str) -> Result<(), StageError> {
+        let events = self.recent.events(partition);
+        tracing::warn!(
+            partition,
+            events = events.len(),
+            "Redis lost the gateway's event streams; putting back this instance's recent events."
+        );
+        let mut back = 0u64;
+        for e in &events {
+            back += (self.invoke(e, partition, "replay").await? == 1) as u64;
+        }
+        let mut conn = self.pool.clone();
+        redis::cmd("SET").arg(marker_key(partition)).arg("1").query_async::<()>(&mut conn).await.map_err(redis_err)?;
+        metrics::counter!("turnpike_gateway_events_put_back_total").increment(back);
+        Ok(())
     }
 }
 
@@ -67,9 +140,10 @@ fn redis_err(e: redis::RedisError) -> StageError {
 }
 
 impl GatewayStage {
-    /// The stage's side effect for one record (charge, append, notify); true when the event was appended
-    /// now, false when it was skipped (not a gateway channel) or already there.
-    pub async fn deliver(&self, r: &OutboundReply) -> Result<bool, StageError> {
+    /// The stage's side effect for one record read from `partition` (`topic/partition`): charge, append,
+    /// notify. True when the event was appended now, false when it was skipped (not a gateway channel) or
+    /// already there.
+    pub async fn deliver(&self, r: &OutboundReply, partition: &str) -> Result<bool, StageError> {
         if !is_gateway_channel(&r.channel) {
             metrics::counter!("turnpike_gateway_replies_skipped_total").increment(1);
             return Ok(false);
@@ -86,21 +160,28 @@ impl GatewayStage {
                 }
             }
         }
-        let mut conn = self.pool.clone();
-        let appended: i64 = self
-            .append
-            .key(stream_key(&r.tenant_id, &r.session_id))
-            .key(trim_mark_key(&r.tenant_id, &r.session_id))
-            .arg(id.to_string())
-            .arg(self.events.max_len)
-            .arg(self.events.ttl_secs)
-            .arg(notify_channel(&r.tenant_id, &r.session_id))
-            .arg(&r.turn_id)
-            .arg(kind_name(r.kind))
-            .arg(event_json(r, conversation))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
+        let event = Appended {
+            stream: stream_key(&r.tenant_id, &r.session_id),
+            trim_mark: trim_mark_key(&r.tenant_id, &r.session_id),
+            id: id.to_string(),
+            channel: notify_channel(&r.tenant_id, &r.session_id),
+            turn_id: r.turn_id.clone(),
+            kind: kind_name(r.kind),
+            json: event_json(r, conversation),
+            gap_mark: if id.seq > 1 { format!("{}-0", id.seq) } else { String::new() },
+        };
+        let mode = if self.recent.holds(partition) { "check" } else { "set" };
+        let mut appended = self.invoke(&event, partition, mode).await?;
+        if appended == -1 {
+            self.put_back(partition).await?;
+            appended = self.invoke(&event, partition, "check").await?;
+            if appended == -1 {
+                return Err(StageError::retryable("redis", "the event streams were lost again while being put back"));
+            }
+        }
+        if appended == 1 {
+            self.recent.remember(partition, event);
+        }
         let outcome = if appended == 1 { "appended" } else { "duplicate" };
         metrics::counter!("turnpike_gateway_events_total", "outcome" => outcome, "kind" => kind_name(r.kind))
             .increment(1);
@@ -111,7 +192,8 @@ impl GatewayStage {
 impl Stage for GatewayStage {
     type In = OutboundReply;
 
-    async fn process(&self, r: OutboundReply, _out: &mut Emitter) -> Result<(), StageError> {
-        self.deliver(&r).await.map(|_| ())
+    async fn process(&self, r: OutboundReply, out: &mut Emitter) -> Result<(), StageError> {
+        let src = out.source();
+        self.deliver(&r, &format!("{}/{}", src.topic, src.partition)).await.map(|_| ())
     }
 }

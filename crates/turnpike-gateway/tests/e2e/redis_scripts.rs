@@ -111,22 +111,23 @@ async fn appends_are_idempotent_capped_expiring_and_announced_once() {
     let pool = pool().await;
     let stage = GatewayStage::new(pool.clone(), EventsConfig { max_len: 5, ttl_secs: 600 });
     let (tenant, session) = (unique("t"), "u1:c1".to_string());
+    let part = unique("outbound/");
     let client = redis::Client::open(Endpoints::from_env().redis_url.as_str()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.expect(HINT);
     pubsub.subscribe(notify_channel(&tenant, &session)).await.unwrap();
 
     let first = reply(&tenant, &session, 1, 0, OutboundKind::Delta);
-    assert!(stage.deliver(&first).await.unwrap());
-    assert!(!stage.deliver(&first).await.unwrap(), "a redelivery is not appended again");
-    assert!(stage.deliver(&reply(&tenant, &session, 1, 1, OutboundKind::Delta)).await.unwrap());
-    assert!(!stage.deliver(&first).await.unwrap(), "nor is an older record after a newer one");
+    assert!(stage.deliver(&first, &part).await.unwrap());
+    assert!(!stage.deliver(&first, &part).await.unwrap(), "a redelivery is not appended again");
+    assert!(stage.deliver(&reply(&tenant, &session, 1, 1, OutboundKind::Delta), &part).await.unwrap());
+    assert!(!stage.deliver(&first, &part).await.unwrap(), "nor is an older record after a newer one");
     let mut fin = reply(&tenant, &session, 1, 2, OutboundKind::Final);
     fin.usage = Some(Usage { output_tokens: 7, ..Default::default() });
-    assert!(stage.deliver(&fin).await.unwrap());
+    assert!(stage.deliver(&fin, &part).await.unwrap());
     // Kafka-channel replies are for Kafka clients: not copied.
     let mut kafka = reply(&tenant, &session, 2, 0, OutboundKind::Delta);
     kafka.channel = "kafka".into();
-    assert!(!stage.deliver(&kafka).await.unwrap());
+    assert!(!stage.deliver(&kafka, &part).await.unwrap());
 
     let mut conn = pool.clone();
     let key = stream_key(&tenant, &session);
@@ -149,11 +150,70 @@ async fn appends_are_idempotent_capped_expiring_and_announced_once() {
 
     // The cap: only the newest 5 events are kept.
     for i in 0..6 {
-        stage.deliver(&reply(&tenant, &session, 3, i, OutboundKind::Delta)).await.unwrap();
+        stage.deliver(&reply(&tenant, &session, 3, i, OutboundKind::Delta), &part).await.unwrap();
     }
     let len: u64 = redis::cmd("XLEN").arg(&key).query_async(&mut conn).await.unwrap();
     assert_eq!(len, 5);
     // ... and the newest trimmed id is recorded, so a resume from before it learns events are missing.
     let mark: String = redis::cmd("GET").arg(trim_mark_key(&tenant, &session)).query_async(&mut conn).await.unwrap();
     assert_eq!(mark, "3-8", "kept: 3-24 .. 3-88");
+}
+
+async fn stream_ids(conn: &mut RedisPool, tenant: &str, session: &str) -> Vec<String> {
+    let entries: Vec<(String, Vec<String>)> =
+        redis::cmd("XRANGE").arg(stream_key(tenant, session)).arg("-").arg("+").query_async(conn).await.unwrap();
+    entries.into_iter().map(|(id, _)| id).collect()
+}
+
+#[tokio::test]
+async fn events_lost_with_redis_are_put_back_before_newer_ones() {
+    let pool = pool().await;
+    let stage = GatewayStage::new(pool.clone(), EventsConfig { max_len: 100, ttl_secs: 600 });
+    let (tenant, part, other_part) = (unique("t"), unique("outbound/"), unique("outbound/"));
+    let (a, b) = ("u1:a".to_string(), "u2:b".to_string());
+    for i in 0..3 {
+        stage.deliver(&reply(&tenant, &a, 1, i, OutboundKind::Delta), &part).await.unwrap();
+    }
+    stage.deliver(&reply(&tenant, &a, 1, 3, OutboundKind::Final), &part).await.unwrap();
+    stage.deliver(&reply(&tenant, &b, 1, 0, OutboundKind::Final), &part).await.unwrap();
+    let mut conn = pool.clone();
+    let before_a = stream_ids(&mut conn, &tenant, &a).await;
+    let before_b = stream_ids(&mut conn, &tenant, &b).await;
+    assert_eq!((before_a.len(), before_b.len()), (4, 1));
+
+    // Redis comes back empty (for this test's keys: the shared Redis serves other tests too). The marker is
+    // per input partition: `turnpike:gw:marker:{topic/partition}`.
+    let _: () = redis::pipe()
+        .del(stream_key(&tenant, &a))
+        .del(stream_key(&tenant, &b))
+        .del(format!("turnpike:gw:marker:{part}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The next record of session b: a's and b's earlier events are put back first, b's new one after.
+    assert!(stage.deliver(&reply(&tenant, &b, 2, 0, OutboundKind::Final), &part).await.unwrap());
+    assert_eq!(stream_ids(&mut conn, &tenant, &a).await, before_a, "session a's reply is whole again");
+    let got_b = stream_ids(&mut conn, &tenant, &b).await;
+    assert_eq!(got_b.len(), 2, "{got_b:?}");
+    assert_eq!(got_b[0], before_b[0], "b's first reply put back");
+    assert!(got_b[1].starts_with("2-"), "then b's new one: {got_b:?}");
+    // Nothing twice: a redelivered old record is still refused, and the put-back events are not re-appended.
+    assert!(!stage.deliver(&reply(&tenant, &a, 1, 3, OutboundKind::Final), &part).await.unwrap());
+    assert_eq!(stream_ids(&mut conn, &tenant, &a).await.len(), 4);
+
+    // A partition this instance appended nothing from has nothing to put back: the record is appended.
+    let c = "u3:c".to_string();
+    assert!(stage.deliver(&reply(&tenant, &c, 1, 0, OutboundKind::Final), &other_part).await.unwrap());
+    assert_eq!(stream_ids(&mut conn, &tenant, &c).await.len(), 1);
+    let no_mark: Option<String> =
+        redis::cmd("GET").arg(trim_mark_key(&tenant, &c)).query_async(&mut conn).await.unwrap();
+    assert_eq!(no_mark, None, "a session's first turn starts its stream: nothing can be missing");
+
+    // An instance that cannot put back (it restarted, or took the partition over) and finds a later turn's
+    // stream gone marks the gap, so a client resuming from an earlier event hears `events_expired`.
+    let restarted = GatewayStage::new(pool.clone(), EventsConfig { max_len: 100, ttl_secs: 600 });
+    let _: () = redis::cmd("DEL").arg(stream_key(&tenant, &c)).query_async(&mut conn).await.unwrap();
+    assert!(restarted.deliver(&reply(&tenant, &c, 2, 0, OutboundKind::Final), &other_part).await.unwrap());
+    let mark: String = redis::cmd("GET").arg(trim_mark_key(&tenant, &c)).query_async(&mut conn).await.unwrap();
+    assert_eq!(mark, "2-0", "every event of turns before 2 may be missing");
 }
