@@ -191,6 +191,9 @@ impl Handoff {
                     user_id: r.user_id.clone(),
                 };
                 self.deps.helpdesk.put(tenant, sid, &link, now).await.map_err(store_err)?;
+                // Counted where the ticket is recorded: a redelivered request finds the link and is not a
+                // second handoff.
+                metrics::counter!("turnpike_handoffs_total", "reason" => r.reason.clone()).increment(1);
                 link
             }
         };
@@ -215,7 +218,6 @@ impl Handoff {
             .query_async(&mut redis)
             .await
             .map_err(redis_err)?;
-        metrics::counter!("turnpike_handoffs_total", "reason" => r.reason.clone()).increment(1);
         out.emit(&self.event(r, &id, TicketEventKind::Opened, note)).await
     }
 
