@@ -118,30 +118,22 @@ impl Pipeline {
     }
 
     /// Starts `turnpike stage NAME` as a child process.
-    pub fn spawn_stage(&self, name: &str, instance_id: &str) -> std::process::Child {
-        self.stage_command(name, instance_id)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("cannot start the turnpike binary")
+    pub fn spawn_stage(&self, name: &str, instance_id: &str) -> KillOnDrop {
+        KillOnDrop::spawn(
+            self.stage_command(name, instance_id).env("RUST_LOG", "warn").stdout(std::process::Stdio::null()),
+        )
     }
 
     /// Like [`Pipeline::spawn_stage`], with the child's whole log output (stdout and stderr) in `log`.
-    pub fn spawn_stage_logging(
-        &self,
-        name: &str,
-        instance_id: &str,
-        log: &std::path::Path,
-        level: &str,
-    ) -> std::process::Child {
+    pub fn spawn_stage_logging(&self, name: &str, instance_id: &str, log: &std::path::Path, level: &str) -> KillOnDrop {
         let file = std::fs::File::create(log).unwrap();
-        self.stage_command(name, instance_id)
-            .env("RUST_LOG", level)
-            .env("NO_COLOR", "1")
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("cannot start the turnpike binary")
+        KillOnDrop::spawn(
+            self.stage_command(name, instance_id)
+                .env("RUST_LOG", level)
+                .env("NO_COLOR", "1")
+                .stdout(file.try_clone().unwrap())
+                .stderr(file),
+        )
     }
 
     /// Like [`Pipeline::spawn_stage_logging`] at info level, with extra environment variables.
@@ -151,18 +143,15 @@ impl Pipeline {
         instance_id: &str,
         log: &std::path::Path,
         env: &[(&str, &std::path::Path)],
-    ) -> std::process::Child {
+    ) -> KillOnDrop {
         let file = std::fs::File::create(log).unwrap();
         let mut cmd = self.stage_command(name, instance_id);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .spawn()
-            .expect("cannot start the turnpike binary")
+        KillOnDrop::spawn(
+            cmd.env("RUST_LOG", "info").env("NO_COLOR", "1").stdout(file.try_clone().unwrap()).stderr(file),
+        )
     }
 
     pub async fn send_turn(&self, turn: &InboundTurn) {
@@ -201,6 +190,36 @@ impl Pipeline {
         if let Err(e) = deleted {
             eprintln!("could not delete the test topics of {}: {e}", self.prefix);
         }
+    }
+}
+
+/// A child process (a stage, a gateway) that is killed and reaped when dropped: a test that panics before
+/// its own `kill` leaves no orphan running on the shared machine. Derefs to the `Child` for `kill`/`wait`.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    pub fn spawn(cmd: &mut std::process::Command) -> KillOnDrop {
+        KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program())))
+    }
+}
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

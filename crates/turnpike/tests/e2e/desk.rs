@@ -17,17 +17,18 @@ use turnpike_schemas::{DeskEvent, OutboundKind, OutboundReply, TicketEvent};
 /// In-process: every stage but handoff (a child process with the tenants file, so it calls the fake).
 const IN_PROCESS: &[&str] = &["ingest", "guard-in", "assemble", "route", "generate", "guard-out", "deliver", "desk"];
 
-struct Desk {
-    p: Pipeline,
-    fake: FakeHelpdesk,
+/// The pipeline with the fake Zendesk as tenant `acme`'s helpdesk and the webhook endpoint in-process.
+pub(crate) struct Desk {
+    pub(crate) p: Pipeline,
+    pub(crate) fake: FakeHelpdesk,
     hooks_url: String,
-    handoff: std::process::Child,
+    handoff: KillOnDrop,
     stop_hooks: CancellationToken,
     _dir: tempfile::TempDir,
 }
 
 impl Desk {
-    async fn start(queue_timeout_secs: u64) -> Desk {
+    pub(crate) async fn start(queue_timeout_secs: u64) -> Desk {
         let fake = FakeHelpdesk::spawn(FakeConfig::default()).await.unwrap();
         let c = fake.config();
         let dir = tempfile::tempdir().unwrap();
@@ -85,7 +86,7 @@ impl Desk {
         .collect()
     }
 
-    async fn ticket(&self) -> u64 {
+    pub(crate) async fn ticket(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if let Some(t) = self.fake.tickets().first() {
@@ -96,7 +97,17 @@ impl Desk {
         }
     }
 
-    async fn stop(mut self) {
+    /// Waits for Turnpike to have recorded `session`'s ticket (its ticket event): the webhook of an agent
+    /// answering earlier gets a 503.
+    pub(crate) async fn ticket_recorded(&self, session: &str) {
+        let events = self.p.topic("turnpike.handoff.events");
+        read_until::<TicketEvent>(&self.p.endpoints, &self.p.codec, &events, 6, Duration::from_secs(60), |es| {
+            es.iter().any(|e| e.session_id == session)
+        })
+        .await;
+    }
+
+    pub(crate) async fn stop(mut self) {
         self.stop_hooks.cancel();
         self.handoff.kill().ok();
         self.handoff.wait().ok();
@@ -124,12 +135,7 @@ async fn agent_replies_through_zendesks_webhook_reach_the_customer_in_order_once
     d.p.send_turn(&turn("acme", &session, "m2", "I want to talk to a human")).await;
     let ticket = d.ticket().await;
     d.outbound(&session, |rs| rs.iter().any(|r| r.status.as_deref() == Some("handed_off"))).await;
-    // The agent answers once Turnpike recorded the ticket (its ticket event); an earlier webhook gets a 503.
-    let events = d.p.topic("turnpike.handoff.events");
-    read_until::<TicketEvent>(&d.p.endpoints, &d.p.codec, &events, 6, Duration::from_secs(60), |es| {
-        es.iter().any(|e| e.session_id == session)
-    })
-    .await;
+    d.ticket_recorded(&session).await;
 
     assert_eq!(d.fake.agent_reply("zendesk", ticket, "Hi, I'm Sam. Let me check your parcel.").await, Ok(200));
     assert_eq!(d.fake.agent_reply("zendesk", ticket, "Found it: it arrives tomorrow.").await, Ok(200));

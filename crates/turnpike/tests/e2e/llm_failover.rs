@@ -20,7 +20,7 @@ struct Setup {
     p: Pipeline,
     primary: MockServer,
     fallback: MockServer,
-    child: ChildGuard,
+    child: KillOnDrop,
     config: std::path::PathBuf,
 }
 
@@ -72,30 +72,20 @@ ttft_timeout_ms = 2000
         extra
     );
     std::fs::write(&config, toml).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
-        .args(["stage", "generate", "--metrics-addr", "127.0.0.1:0"])
-        .arg("--topic-prefix")
-        .arg(&p.prefix)
-        .arg("--topology")
-        .arg(root().join("topology/turnpike.toml"))
-        .arg("--llm-base-url")
-        .arg(p.mock.base_url())
-        .env("TURNPIKE_LLM_CONFIG", &config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("cannot start the turnpike binary");
-    Setup { p, primary, fallback, child: ChildGuard(child), config }
-}
-
-/// A failed assertion must not leave the generate process running after the test.
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    let child = KillOnDrop::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
+            .args(["stage", "generate", "--metrics-addr", "127.0.0.1:0"])
+            .arg("--topic-prefix")
+            .arg(&p.prefix)
+            .arg("--topology")
+            .arg(root().join("topology/turnpike.toml"))
+            .arg("--llm-base-url")
+            .arg(p.mock.base_url())
+            .env("TURNPIKE_LLM_CONFIG", &config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null()),
+    );
+    Setup { p, primary, fallback, child, config }
 }
 
 impl Setup {

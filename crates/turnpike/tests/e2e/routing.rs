@@ -99,16 +99,6 @@ async fn a_hedged_reply_sends_the_next_turn_to_the_capable_tier() {
     p.stop().await;
 }
 
-/// Kills the generate child on any exit of the test.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cheap_tier_failing_before_any_text_is_answered_by_the_capable_tier_and_recorded() {
     const OTHERS: &[&str] = &["ingest", "guard-in", "assemble", "route", "guard-out", "deliver", "handoff"];
@@ -128,8 +118,7 @@ async fn a_cheap_tier_failing_before_any_text_is_answered_by_the_capable_tier_an
     );
     std::fs::write(&config, toml).unwrap();
     let log = std::env::temp_dir().join(format!("{}.log", unique("generate")));
-    let _generate =
-        Child(p.spawn_stage_with_env("generate", &unique("gen"), &log, &[("TURNPIKE_LLM_CONFIG", &config)]));
+    let _generate = p.spawn_stage_with_env("generate", &unique("gen"), &log, &[("TURNPIKE_LLM_CONFIG", &config)]);
 
     let tenant = unique("t");
     let session = format!("r5:{}", unique("c"));
@@ -182,8 +171,7 @@ async fn tenant_policies_and_experiments_apply_per_tenant_and_the_variant_is_on_
     );
     std::fs::write(&tenants, file).unwrap();
     let log = std::env::temp_dir().join(format!("{}.log", unique("route")));
-    let _route =
-        Child(p.spawn_stage_with_env("route", &unique("route"), &log, &[("TURNPIKE_TENANTS_CONFIG", &tenants)]));
+    let _route = p.spawn_stage_with_env("route", &unique("route"), &log, &[("TURNPIKE_TENANTS_CONFIG", &tenants)]);
 
     let (b, s) = (format!("r6:{}", unique("c")), format!("r7:{}", unique("c")));
     p.send_turn(&turn(&bank, &b, "m1", "Hello!")).await;
