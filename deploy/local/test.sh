@@ -24,7 +24,8 @@ deploy/local/test-deps.sh > "$STATE/logs/test-deps.out" 2>&1 &
 DEPS_PID=$!
 
 cargo test --workspace --no-run "$@"
-cargo build -p turnpike --bin turnpike
+# The stack tests start these as processes of their own (a stage; the gateway in desk_gateway.rs).
+cargo build -p turnpike --bin turnpike -p turnpike-gateway --bin turnpike-gateway
 
 if ! wait "$STACK_PID"; then
     echo "The local stack did not start:" >&2

@@ -11,6 +11,7 @@ mod common;
 mod crashes;
 mod db_outage;
 mod desk;
+mod desk_gateway;
 mod failures;
 mod fenced;
 mod guardrails;
