@@ -3,3 +3,4 @@
 
 pub mod desk_hooks;
 pub mod pipeline;
+pub mod processes;

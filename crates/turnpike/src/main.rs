@@ -62,10 +62,20 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
-    /// Run all eight stages in this process (local use, demos, load tests).
+    /// Run every stage: all in this process (local use, demos, load tests), or with --processes each as a
+    /// process of its own, as production runs them.
     Run {
         #[command(flatten)]
         run: RunArgs,
+        /// Every stage as a child process (`turnpike stage NAME`, stable instance ids `<--instance-id or
+        /// local>-N`, metrics on consecutive ports from 9601), restarted when it dies; one mock LLM for all
+        /// when no provider is configured.
+        #[arg(long)]
+        processes: bool,
+        /// With --processes: instances of a stage, `stage=N`, repeatable (default generate=2, guard-out=2,
+        /// the others 1).
+        #[arg(long = "instances", value_parser = turnpike::processes::parse_instances, requires = "processes")]
+        instances: Vec<(String, usize)>,
     },
     /// A terminal chat: type a message, see the reply stream in.
     Chat {
@@ -211,9 +221,25 @@ fn shutdown_on_signals() -> tokio_util::sync::CancellationToken {
 /// Longest time from SIGTERM to exit: the drain timeout plus room for commit, flush and close.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(25);
 
-async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoints) -> anyhow::Result<()> {
+/// `turnpike run --processes`: the stage processes' own flags.
+struct Processes<'a> {
+    instances: &'a [(String, usize)],
+}
+
+async fn serve(
+    cli: &Cli,
+    stage: Option<&str>,
+    run: &RunArgs,
+    processes: Option<Processes<'_>>,
+    endpoints: &Endpoints,
+) -> anyhow::Result<()> {
     let topology =
         std::sync::Arc::new(admin::load_valid(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref())?);
+    if let Some(processes) = processes {
+        let shutdown = shutdown_on_signals();
+        let (llm, _mock) = llm_settings(run).await?;
+        return supervise_stages(cli, run, &llm, processes, shutdown).await;
+    }
     let metrics_addr = run.metrics_addr.unwrap_or_else(|| {
         let index =
             stage.and_then(|s| turnpike_topology::STAGE_NAMES.iter().position(|n| *n == s)).map_or(0, |i| i + 1);
@@ -221,31 +247,7 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
     });
     turnpike_runner::metrics_exporter::install(metrics_addr).map_err(anyhow::Error::msg)?;
     let shutdown = shutdown_on_signals();
-    // generate answers; handoff writes the agent's note with the cheap tier.
-    let needs_llm = stage.is_none() || matches!(stage, Some("generate" | "handoff"));
-    let mut _mock = None;
-    let llm = match (&run.llm_base_url, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())) {
-        (Some(url), key) => turnpike::pipeline::LlmSettings {
-            base_url: url.clone(),
-            api_key: key.or_else(|| std::env::var("TURNPIKE_LLM_API_KEY").ok()),
-        },
-        (None, Some(key)) => {
-            turnpike::pipeline::LlmSettings { base_url: "https://api.openai.com/v1".into(), api_key: Some(key) }
-        }
-        (None, None) if needs_llm => {
-            let cfg = turnpike_llm::mock::MockConfig {
-                ttft: std::time::Duration::from_millis(run.mock_ttft_ms),
-                tokens_per_sec: run.mock_tokens_per_sec,
-                ..Default::default()
-            };
-            let mock = turnpike_llm::mock::spawn(cfg).await?;
-            tracing::info!(url = %mock.base_url(), "No LLM provider configured; using the mock LLM.");
-            let settings = turnpike::pipeline::LlmSettings { base_url: mock.base_url(), api_key: None };
-            _mock = Some(mock);
-            settings
-        }
-        (None, None) => turnpike::pipeline::LlmSettings { base_url: String::new(), api_key: None },
-    };
+    let (llm, _mock) = llm_settings(run).await?;
     let deps = turnpike_stages::Deps::connect(endpoints).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let tuning = turnpike::pipeline::Tuning {
         max_in_flight_per_partition: run.max_in_flight_per_partition,
@@ -263,6 +265,75 @@ async fn serve(cli: &Cli, stage: Option<&str>, run: &RunArgs, endpoints: &Endpoi
         None => turnpike::pipeline::run_all(topology, endpoints.clone(), deps, llm, tuning, shutdown).await?,
     }
     Ok(())
+}
+
+/// Every stage as a child process with the flags this process was given (see `turnpike::processes`).
+async fn supervise_stages(
+    cli: &Cli,
+    run: &RunArgs,
+    llm: &turnpike::pipeline::LlmSettings,
+    processes: Processes<'_>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use std::ffi::OsString;
+    let mut common: Vec<OsString> = vec!["--topology".into(), cli.topology.clone().into()];
+    if let Some(prefix) = &cli.topic_prefix {
+        common.extend(["--topic-prefix".into(), prefix.into()]);
+    }
+    if let Some(schemas) = &cli.schemas {
+        common.extend(["--schemas".into(), schemas.clone().into()]);
+    }
+    if !llm.base_url.is_empty() {
+        common.extend(["--llm-base-url".into(), llm.base_url.clone().into()]);
+    }
+    common.extend(["--max-in-flight-per-partition".into(), run.max_in_flight_per_partition.to_string().into()]);
+    if let Some(dir) = &run.knowledge_dir {
+        common.extend(["--knowledge-dir".into(), dir.clone().into()]);
+    }
+    for (k, v) in &run.kafka_set {
+        common.extend(["--kafka-set".into(), format!("{k}={v}").into()]);
+    }
+    let base_id = run.instance_id.clone().unwrap_or_else(|| "local".into());
+    let metrics_port = run.metrics_addr.map_or(9601, |a| a.port());
+    let plan = turnpike::processes::plan(&base_id, processes.instances, &common, metrics_port);
+    let exe = std::env::current_exe()?;
+    turnpike::processes::supervise(&exe, plan, shutdown).await
+}
+
+/// Where the LLM is: the flags and keys given, else (with no tiers file) the mock LLM served by this process,
+/// kept alive by the returned handle.
+async fn llm_settings(
+    run: &RunArgs,
+) -> anyhow::Result<(turnpike::pipeline::LlmSettings, Option<turnpike_llm::mock::MockServer>)> {
+    // Without any provider, every process serves the mock LLM itself, whichever stage it runs: one code path
+    // with `turnpike run` (assemble summarises, generate answers, handoff writes the agent's note; deciding
+    // per stage which ones call the LLM is how `turnpike stage assemble` once failed to start). A tiers file
+    // (`TURNPIKE_LLM_CONFIG`) names its own servers.
+    let tiers_file = std::env::var_os("TURNPIKE_LLM_CONFIG").is_some_and(|p| !p.is_empty());
+    let mut _mock = None;
+    let llm = match (&run.llm_base_url, std::env::var("OPENAI_API_KEY").ok().filter(|k| !k.is_empty())) {
+        (Some(url), key) => turnpike::pipeline::LlmSettings {
+            base_url: url.clone(),
+            api_key: key.or_else(|| std::env::var("TURNPIKE_LLM_API_KEY").ok()),
+        },
+        (None, Some(key)) => {
+            turnpike::pipeline::LlmSettings { base_url: "https://api.openai.com/v1".into(), api_key: Some(key) }
+        }
+        (None, None) if !tiers_file => {
+            let cfg = turnpike_llm::mock::MockConfig {
+                ttft: std::time::Duration::from_millis(run.mock_ttft_ms),
+                tokens_per_sec: run.mock_tokens_per_sec,
+                ..Default::default()
+            };
+            let mock = turnpike_llm::mock::spawn(cfg).await?;
+            tracing::info!(url = %mock.base_url(), "No LLM provider configured; using the mock LLM.");
+            let settings = turnpike::pipeline::LlmSettings { base_url: mock.base_url(), api_key: None };
+            _mock = Some(mock);
+            settings
+        }
+        (None, None) => turnpike::pipeline::LlmSettings { base_url: String::new(), api_key: None },
+    };
+    Ok((llm, _mock))
 }
 
 fn main() -> ExitCode {
@@ -293,8 +364,11 @@ fn main() -> ExitCode {
                 admin::register(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints).await
             }
             Command::Migrate { replication } => admin::migrate(&endpoints, replication).await,
-            Command::Stage { name, run } => serve(&cli, Some(name.as_str()), run, &endpoints).await,
-            Command::Run { run } => serve(&cli, None, run, &endpoints).await,
+            Command::Stage { name, run } => serve(&cli, Some(name.as_str()), run, None, &endpoints).await,
+            Command::Run { run, processes, instances } => {
+                let processes = processes.then_some(Processes { instances });
+                serve(&cli, None, run, processes, &endpoints).await
+            }
             Command::Chat { tenant, user } => {
                 chat::chat(&cli.topology, &cli.schemas_dir(), cli.topic_prefix.as_deref(), &endpoints, tenant, user)
                     .await

@@ -19,6 +19,7 @@ mod handoff;
 mod knowledge;
 mod llm_failover;
 mod pipeline;
+mod processes;
 mod python_client;
 mod registry_outage;
 mod resume;
