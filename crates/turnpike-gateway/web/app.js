@@ -159,6 +159,7 @@
   const STATUSES = {
     handed_off: 'You have been handed over to a person from our team.',
     agent_joined: 'A person from our team joined the conversation.',
+    bot_resumed: 'You are back with the assistant.',
     forwarded_to_agent: 'Your message was passed to the person helping you.',
     refused: 'The assistant cannot help with this message.',
   };
@@ -212,6 +213,11 @@
     render(reply);
     reply.li.setAttribute('aria-busy', 'false');
     reply.li.dataset.finish = ev.finish_reason || 'stop';
+    // A person from the helpdesk wrote this one, not the assistant.
+    if (ev.finish_reason === 'agent') {
+      reply.li.classList.add('agent');
+      reply.li.querySelector('.who').textContent = 'Support agent';
+    }
     citations(reply.li, ev.citations);
     const ending = ENDINGS[ev.finish_reason];
     if (ending) caption(reply.li, ending, ev.finish_reason);

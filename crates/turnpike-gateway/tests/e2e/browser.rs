@@ -4,6 +4,9 @@
 //! must show the reply as it streams in, then whole and exactly once — also across a gateway restart in the
 //! middle of a reply, which the page survives by reconnecting and resuming from the last event it received.
 //!
+//! And the way back from a person: the agent joining, their message and the return to the bot, as the page
+//! shows them.
+//!
 //! Needs the local stack (`deploy/local/stack.sh start && cargo run -p turnpike -- setup`) and Chromium; a
 //! missing browser fails the test with the `apt-get install` line.
 
@@ -12,10 +15,13 @@ use crate::common;
 
 use common::{gateway_config, token, unique, Stack, HINT};
 use fantoccini::{Client, Locator};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use turnpike_core::PerTenant;
 use turnpike_gateway::config::TenantLimits;
+use turnpike_schemas::{Codec, DeskEvent, DeskEventKind};
 
 /// Every user may spend 1,000 tokens a minute: plenty for a chat, and a few long messages use it up.
 fn limits() -> TenantLimits {
@@ -256,6 +262,118 @@ async fn the_page_resumes_a_reply_across_a_gateway_restart_without_loss_or_repet
     online(page).await;
     let replies = eval(page, "return document.querySelectorAll('#messages li.bot').length;").await;
     assert_eq!(replies, 1, "one reply, not a second copy of it");
+
+    browser.close().await;
+    stack.stop().await;
+}
+
+/// The records the helpdesk webhook endpoint (`turnpike helpdesk-hooks`) writes for the agent's actions,
+/// written here directly: the webhooks themselves are the stack tests' (`crates/turnpike/tests/e2e/desk*.rs`);
+/// this test is about what the page shows for them.
+async fn agent_acts(stack: &Stack, tenant: &str, session: &str, ticket: &str, event: &str, kind: DeskEventKind) {
+    let topic = stack.topo.topic_named("turnpike.handoff.desk").unwrap().name.clone();
+    let codec = Codec::for_endpoints(&stack.endpoints, Duration::from_secs(5)).unwrap();
+    let e = DeskEvent {
+        tenant_id: tenant.into(),
+        session_id: session.into(),
+        ticket_id: ticket.into(),
+        helpdesk: "none".into(),
+        kind,
+        event_id: event.into(),
+        text: if kind == DeskEventKind::AgentMessage { AGENT_LINE.into() } else { String::new() },
+        author: "Sam".into(),
+        at_ms: turnpike_runner::now_ms(),
+        ..Default::default()
+    };
+    let payload = codec.encode(&topic, &e).await.expect(HINT);
+    let producer: FutureProducer =
+        stack.endpoints.kafka_properties().into_iter().collect::<ClientConfig>().create().unwrap();
+    producer
+        .send(FutureRecord::to(&topic).key(session.as_bytes()).payload(&payload), Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect(HINT);
+}
+
+const AGENT_LINE: &str = "Hi, I'm Sam from support. Your parcel arrives tomorrow.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_person_sees_the_agent_join_their_message_and_the_return_to_the_bot() {
+    let browser = chromium::start().await;
+    let stack = Stack::start(limits()).await;
+    let page = &browser.client;
+    let tenant = stack.tenant_a.clone();
+    page.goto(&page_url(&stack, 0, &tenant, "eve")).await.unwrap();
+    online(page).await;
+    send(page, "I want to talk to a human, please.").await;
+    finished_reply(page, 1).await;
+
+    // The handoff stage made the conversation the helpdesk's (the tenant has no helpdesk configured: the
+    // ticket is Turnpike's own), under the ticket the agent's events name.
+    let conversation = eval(page, "return sessionStorage.getItem('turnpike.conversation');").await;
+    let session = format!("eve:{}", conversation.as_str().unwrap());
+    let deps = turnpike_stages::Deps::connect(&stack.endpoints).await.expect(HINT);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ticket = loop {
+        if let Some(("human", Some(t))) =
+            deps.sessions.owner(&tenant, &session).await.unwrap().as_ref().map(|(o, t)| (o.as_str(), t.clone()))
+        {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "the conversation was never handed off");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    agent_acts(&stack, &tenant, &session, &ticket, "none:1:m1", DeskEventKind::AgentMessage).await;
+    let agent = wait_for(
+        page,
+        "the agent's message",
+        "const a = document.querySelector('#messages li.agent');
+         return a && a.getAttribute('aria-busy') === 'false'
+             ? [a.querySelector('.who').textContent, a.querySelector('.text').textContent] : null;",
+    )
+    .await;
+    assert_eq!(agent, serde_json::json!(["Support agent", AGENT_LINE]));
+    snapshot(page, "agent").await;
+
+    agent_acts(&stack, &tenant, &session, &ticket, "none:1:closed", DeskEventKind::Closed).await;
+    wait_for(
+        page,
+        "the return to the bot",
+        "return [...document.querySelectorAll('#messages li.note')].some(n => n.textContent.includes('back with the assistant'));",
+    )
+    .await;
+    // In order: the handoff reply, then the agent joining, their message, and the bot taking over again.
+    let shown = eval(
+        page,
+        "return [...document.querySelectorAll('#messages > li')].map(li =>
+             li.classList.contains('note') ? 'note: ' + li.textContent
+             : (li.querySelector('.who') ? li.querySelector('.who').textContent : '') + ': '
+               + li.querySelector('.text').textContent);",
+    )
+    .await;
+    let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+    let at =
+        |needle: &str| shown.iter().position(|s| s.contains(needle)).unwrap_or_else(|| panic!("{needle}: {shown:?}"));
+    let (handed, joined, line, back) =
+        (at("handed over"), at("joined the conversation"), at(AGENT_LINE), at("back with the assistant"));
+    assert!(handed < joined && joined < line && line < back, "{shown:#?}");
+    assert_eq!(shown.iter().filter(|s| s.contains(AGENT_LINE)).count(), 1, "the agent's message once: {shown:#?}");
+    assert!(shown[line].starts_with("Support agent: "), "{shown:#?}");
+
+    // The bot answers the next message again.
+    send(page, &format!("Thanks! Anything else? [[mock:reply={REPLY}]]")).await;
+    let bots = wait_for(
+        page,
+        "the bot's answer",
+        "const b = [...document.querySelectorAll('#messages li.bot:not(.agent)')];
+         const last = b[b.length - 1];
+         return b.length === 2 && last.getAttribute('aria-busy') === 'false'
+             ? [last.querySelector('.who').textContent, last.querySelector('.text').textContent] : null;",
+    )
+    .await;
+    assert_eq!(bots, serde_json::json!(["Assistant", REPLY]));
+    snapshot(page, "bot-resumed").await;
 
     browser.close().await;
     stack.stop().await;
