@@ -153,7 +153,12 @@ pub struct Completion {
     pub tool_calls: Vec<ToolCall>,
 }
 
-/// Assembles [`LlmEvent::ToolCallDelta`]s into [`ToolCall`]s.
+/// Most tool calls one reply may make. A call's index comes from the provider's bytes: without a bound, an
+/// OpenAI delta with `"index": 4000000000` made the assembler allocate four billion calls (fuzz target
+/// `openai_tool_call_index`). The OpenAI decoder refuses such a chunk; the assembler drops the rest.
+pub const MAX_TOOL_CALLS: u32 = 128;
+
+/// Assembles [`LlmEvent::ToolCallDelta`]s into [`ToolCall`]s, at most [`MAX_TOOL_CALLS`] of them.
 #[derive(Clone, Debug, Default)]
 pub struct ToolCallAssembler {
     calls: Vec<ToolCall>,
@@ -161,6 +166,10 @@ pub struct ToolCallAssembler {
 
 impl ToolCallAssembler {
     pub fn push(&mut self, index: u32, id: Option<String>, name: Option<String>, arguments: &str) {
+        if index >= MAX_TOOL_CALLS {
+            tracing::warn!(index, "Tool call past the limit dropped.");
+            return;
+        }
         let index = index as usize;
         while self.calls.len() <= index {
             // Providers without call ids (Gemini) get stable ones from the position.

@@ -215,7 +215,7 @@ impl Codec {
 
     /// Decodes a Confluent wire-format payload into `R`, resolving from the writer schema to `R`'s schema.
     pub async fn decode<R: Record>(&self, payload: &[u8]) -> Result<R, CodecError> {
-        let (id, mut datum) = split_header(payload)?;
+        let (id, datum) = split_header(payload)?;
         let writer = match self.decoder.get_schema(id).await {
             Ok(s) => s,
             Err(e) => {
@@ -230,25 +230,33 @@ impl Codec {
             .unwrap_or_else(|p| p.into_inner())
             .entry((id, R::SCHEMA_NAME))
             .or_insert_with(|| writer.parsed.canonical_form() == own.schema.canonical_form());
-        let bad = |e: apache_avro::Error| CodecError::Decode { id, detail: e.to_string() };
-        let record = if same {
-            // Straight into the record, no intermediate `Value` (tests/records_match_schemas.rs checks it
-            // reads every record type as the resolving path does), with the type's own compiled schema:
-            // the same canonical form is the same binary layout.
-            own.reader.read_deser::<R>(&mut datum).map_err(bad)?
-        } else {
-            let value = GenericDatumReader::builder(&writer.parsed)
-                .reader_schema(own.schema)
-                .build()
-                .and_then(|r| r.read_value(&mut datum))
-                .map_err(bad)?;
-            apache_avro::from_value::<R>(&value).map_err(bad)?
-        };
-        if !datum.is_empty() {
-            return Err(CodecError::Decode { id, detail: format!("{} trailing bytes after the datum", datum.len()) });
-        }
-        Ok(record)
+        decode_datum(id, &writer.parsed, same, datum)
     }
+}
+
+/// Decodes the Avro datum of a record written with `writer` (registry id `id`) into `R`; `same` says the
+/// writer schema has `R`'s canonical form. The registry-free half of [`Codec::decode`], which the fuzz
+/// targets call: whatever the bytes, this returns an error and never panics.
+pub fn decode_datum<R: Record>(id: u32, writer: &Schema, same: bool, mut datum: &[u8]) -> Result<R, CodecError> {
+    let own = compiled::<R>()?;
+    let bad = |e: apache_avro::Error| CodecError::Decode { id, detail: e.to_string() };
+    let record = if same {
+        // Straight into the record, no intermediate `Value` (tests/records_match_schemas.rs checks it
+        // reads every record type as the resolving path does), with the type's own compiled schema:
+        // the same canonical form is the same binary layout.
+        own.reader.read_deser::<R>(&mut datum).map_err(bad)?
+    } else {
+        let value = GenericDatumReader::builder(writer)
+            .reader_schema(own.schema)
+            .build()
+            .and_then(|r| r.read_value(&mut datum))
+            .map_err(bad)?;
+        apache_avro::from_value::<R>(&value).map_err(bad)?
+    };
+    if !datum.is_empty() {
+        return Err(CodecError::Decode { id, detail: format!("{} trailing bytes after the datum", datum.len()) });
+    }
+    Ok(record)
 }
 
 /// Splits the 5-byte Confluent header from the datum.

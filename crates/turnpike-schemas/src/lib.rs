@@ -9,6 +9,6 @@ pub mod codec;
 pub mod records;
 pub mod registry;
 
-pub use codec::{Codec, CodecError};
+pub use codec::{decode_datum, split_header, Codec, CodecError};
 pub use records::*;
 pub use registry::{register_all, RegistryClient, RegistryError};

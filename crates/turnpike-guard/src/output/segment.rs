@@ -2,8 +2,11 @@
 //!
 //! Guarantee: [`next_sentence`] only cuts where the sentence is known to be over: after `.`, `!`, `?` or
 //! `…` *followed by whitespace that has already arrived*, or at a newline, so "3." waiting for "50" and
-//! "Mr." / "e.g." are never split; text past `max_chars` without any boundary is cut at the last space, so
-//! a run-on reply cannot be held back forever.
+//! "Mr." / "e.g." are never split; text past `max_chars` without any boundary within its first `max_chars`
+//! bytes is cut at the last space before them, so a run-on reply cannot be held back forever. Only the
+//! first `max_chars` bytes decide a cut, so how the reply is split into deltas never moves one (a
+//! boundary past `max_chars` counted only when its delta happened to arrive with it did: found by the
+//! `guard_output` fuzz target).
 
 const ABBREVIATIONS: &[&str] =
     &["e.g", "i.e", "mr", "mrs", "ms", "dr", "st", "vs", "etc", "no", "approx", "inc", "ltd", "co", "jr", "sr"];
@@ -13,6 +16,9 @@ pub fn next_sentence(buf: &str, max_chars: usize) -> Option<usize> {
     let b = buf.as_bytes();
     let mut iter = buf.char_indices().peekable();
     while let Some((i, c)) = iter.next() {
+        if i >= max_chars {
+            break;
+        }
         if c == '\n' {
             return Some(i + 1);
         }
@@ -28,6 +34,9 @@ pub fn next_sentence(buf: &str, max_chars: usize) -> Option<usize> {
             } else {
                 break;
             }
+        }
+        if end > max_chars {
+            break;
         }
         let &(_, next) = iter.peek()?;
         if !next.is_whitespace() {
@@ -88,5 +97,16 @@ mod tests {
         let s = "word ".repeat(50);
         let cut = next_sentence(&s, 100).unwrap();
         assert!(cut <= 100 && s[..cut].ends_with(' '));
+    }
+
+    /// Regression (fuzz target `guard_output`): a sentence end past `max_chars` used to count when it
+    /// arrived in the same delta and not otherwise, so the same reply was cut in different places.
+    #[test]
+    fn a_sentence_end_past_the_limit_does_not_move_the_cut() {
+        let long = format!("{}end. Next", "word ".repeat(30));
+        let whole = next_sentence(&long, 100);
+        let first_delta = next_sentence(&long[..101], 100);
+        assert_eq!(whole, first_delta);
+        assert!(whole.unwrap() <= 100);
     }
 }

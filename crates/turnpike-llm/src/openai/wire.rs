@@ -237,6 +237,9 @@ pub fn parse_chunk(data: &str) -> Result<ChunkOutcome, LlmError> {
             events.push(LlmEvent::TextDelta(text));
         }
         for call in tool_calls.unwrap_or_default() {
+            if call.index >= crate::types::MAX_TOOL_CALLS {
+                return Err(LlmError::MalformedChunk(format!("tool call index {} is past the limit", call.index)));
+            }
             let (name, arguments) = call.function.map(|f| (f.name, f.arguments)).unwrap_or_default();
             events.push(LlmEvent::ToolCallDelta {
                 index: call.index,
