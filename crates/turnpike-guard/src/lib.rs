@@ -28,7 +28,7 @@ mod words;
 
 pub use input::{InputAction, InputVerdict, ModelScores, SessionHistory};
 pub use output::{CheckerState, OutputChecker, OutputVerdict, Release};
-pub use pii::{PiiKind, SessionPii};
+pub use pii::{PiiKind, PiiMasker, SessionPii};
 pub use policy::{CompiledPolicy, PolicyError, TenantPolicy};
 pub use turnpike_embed::{EmbedError, Embedding, Encoder, EncoderConfig};
 pub use vault::{InMemoryVault, PiiVault, VaultError};

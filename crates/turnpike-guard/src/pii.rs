@@ -149,6 +149,21 @@ fn value_key(v: &str) -> String {
     v.chars().filter(|c| c.is_alphanumeric() || *c == '@' || *c == '.').flat_map(char::to_lowercase).collect()
 }
 
+/// Masks personal data outside guard-in's check (a tool's result before the model reads it): guard-in's
+/// patterns and validators, every kind, tokens from the session's map (a value already seen keeps its token).
+pub struct PiiMasker(PiiDetector);
+
+impl PiiMasker {
+    pub fn new() -> Result<Self, PolicyError> {
+        Ok(PiiMasker(PiiDetector::new()?))
+    }
+
+    /// `text` with each value replaced by its session token; new tokens wait in `session.take_new()`.
+    pub fn mask(&self, text: &str, session: &mut SessionPii) -> String {
+        self.0.mask(text, &PiiKind::ALL, session).0
+    }
+}
+
 pub(crate) struct PiiDetector {
     email: Regex,
     card: Regex,

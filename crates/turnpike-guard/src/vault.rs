@@ -80,6 +80,11 @@ impl RedisVault {
         Ok(RedisVault { conn, ttl_secs })
     }
 
+    /// The vault on a connection the caller already has (a stage's own Redis client).
+    pub fn from_connection(conn: redis::aio::ConnectionManager, ttl_secs: i64) -> Self {
+        RedisVault { conn, ttl_secs }
+    }
+
     fn key(session_id: &str) -> String {
         format!("turnpike:pii:{{{session_id}}}")
     }

@@ -12,11 +12,16 @@
 //! - the loop runs at most `max_rounds` model calls; rounds before any text are part of the invisible,
 //!   retried pre-commit phase of [`Chain::stream`]; once text was shown, a later round's failure is
 //!   [`LlmError::Interrupted`]; a model still calling tools in the last round ends with finish reason
-//!   `tool_limit`, never with a silent cut.
+//!   `tool_limit`, never with a silent cut;
+//! - personal data (with a [`ToolPii`] for the turn): the tool's HTTP call carries the real values behind
+//!   the PII tokens of its arguments (an order lookup needs the customer's real email), and its result is
+//!   masked before the model, the ledger or a log sees it; the call's identity is taken from the masked
+//!   arguments, so no real value reaches Redis either.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
@@ -45,6 +50,14 @@ pub struct HttpToolConfig {
 
 fn default_method() -> String {
     "POST".into()
+}
+
+/// The reveal path of one turn's tool calls: the session's vault, seen from the tool loop.
+pub trait ToolPii: Send + Sync {
+    /// `arguments` (the model's JSON text) with the real values behind their tokens.
+    fn reveal<'a>(&'a self, arguments: &'a str) -> BoxFuture<'a, Result<String, LlmError>>;
+    /// `result` with personal data replaced by the session's tokens (new ones kept in the vault first).
+    fn mask<'a>(&'a self, result: &'a str) -> BoxFuture<'a, Result<String, LlmError>>;
 }
 
 /// Calls run per round; further ones are answered with an error, which bounds a round's cost and time.
@@ -125,8 +138,9 @@ impl ToolRunner {
         format!("{turn_id}:{}:{:016x}", call.name, crate::mock::text::fnv1a(&args))
     }
 
-    /// Runs `call` for turn `turn_id` (or returns its recorded result); the text goes to the model.
-    pub async fn call(&self, turn_id: &str, call: &ToolCall) -> String {
+    /// Runs `call` for turn `turn_id` (or returns its recorded result); the text goes to the model. With
+    /// `pii`, the HTTP call gets the revealed arguments and the result is masked (see the module comment).
+    pub async fn call(&self, turn_id: &str, call: &ToolCall, pii: Option<&dyn ToolPii>) -> String {
         let identity = Self::identity(turn_id, call);
         let ledger_key = format!("turnpike:tool:{identity}");
         if let Some(redis) = self.ledger.get() {
@@ -143,7 +157,10 @@ impl ToolRunner {
                 Err(e) => tracing::warn!(error = %e, "tool ledger unavailable"),
             }
         }
-        let (result, outcome) = self.execute(call, &identity).await;
+        let (result, outcome) = match pii {
+            Some(pii) => self.execute_revealed(call, &identity, pii).await,
+            None => self.execute(call, &identity).await,
+        };
         metrics::counter!("turnpike_tool_calls_total", "tool" => self.label(&call.name), "outcome" => outcome)
             .increment(1);
         if let Some(redis) = self.ledger.get() {
@@ -168,6 +185,24 @@ impl ToolRunner {
             name.to_owned()
         } else {
             "unknown".to_owned()
+        }
+    }
+
+    /// [`ToolRunner::execute`] with the real values in the arguments and the result masked. When the vault
+    /// cannot answer, the tool is not called: a tool must never receive tokens it takes for data, nor the
+    /// model an unmasked result.
+    async fn execute_revealed(&self, call: &ToolCall, identity: &str, pii: &dyn ToolPii) -> (String, &'static str) {
+        let unavailable = |e: LlmError| {
+            (json!({ "error": format!("personal data unavailable: {e}") }).to_string(), "pii_unavailable")
+        };
+        let arguments = match pii.reveal(&call.arguments).await {
+            Ok(a) => a,
+            Err(e) => return unavailable(e),
+        };
+        let (result, outcome) = self.execute(&ToolCall { arguments, ..call.clone() }, identity).await;
+        match pii.mask(&result).await {
+            Ok(masked) => (masked, outcome),
+            Err(e) => unavailable(e),
         }
     }
 
@@ -238,6 +273,7 @@ pub async fn stream_with_tools(
     runner: Arc<ToolRunner>,
     mut req: ChatRequest,
     turn_id: String,
+    pii: Option<Arc<dyn ToolPii>>,
 ) -> Result<Answer, LlmError> {
     req.tools = runner.specs();
     let mut carried = Vec::new();
@@ -251,6 +287,7 @@ pub async fn stream_with_tools(
                 runner,
                 req,
                 turn_id,
+                pii,
                 round,
                 tools: ToolCallAssembler::default(),
                 text: String::new(),
@@ -280,17 +317,24 @@ pub async fn stream_with_tools(
             let events = futures::stream::iter(carried.into_iter().map(Ok)).boxed();
             return Ok(Answer { events, ..answer });
         }
-        run_round(&runner, &turn_id, &mut req, String::new(), calls).await;
+        run_round(&runner, &turn_id, pii.as_deref(), &mut req, String::new(), calls).await;
         round += 1;
     }
 }
 
 /// Runs `calls`, then appends the assistant turn and one result turn per call to `req`.
-async fn run_round(runner: &ToolRunner, turn_id: &str, req: &mut ChatRequest, text: String, calls: Vec<ToolCall>) {
+async fn run_round(
+    runner: &ToolRunner,
+    turn_id: &str,
+    pii: Option<&dyn ToolPii>,
+    req: &mut ChatRequest,
+    text: String,
+    calls: Vec<ToolCall>,
+) {
     let mut results = Vec::with_capacity(calls.len());
     for (i, call) in calls.iter().enumerate() {
         let result = if i < MAX_CALLS_PER_ROUND {
-            runner.call(turn_id, call).await
+            runner.call(turn_id, call, pii).await
         } else {
             json!({ "error": format!("at most {MAX_CALLS_PER_ROUND} tool calls per reply") }).to_string()
         };
@@ -306,6 +350,7 @@ struct Continuation {
     runner: Arc<ToolRunner>,
     req: ChatRequest,
     turn_id: String,
+    pii: Option<Arc<dyn ToolPii>>,
     round: u32,
     tools: ToolCallAssembler,
     /// Text of the current round, for its assistant turn.
@@ -351,7 +396,7 @@ impl Continuation {
                         return Some(Ok(LlmEvent::Finish { reason: "tool_limit".into() }));
                     }
                     let text = std::mem::take(&mut self.text);
-                    run_round(&self.runner, &self.turn_id, &mut self.req, text, calls).await;
+                    run_round(&self.runner, &self.turn_id, self.pii.as_deref(), &mut self.req, text, calls).await;
                     self.round += 1;
                     match self.chain.stream(&self.req).await {
                         Ok(answer) => self.current = Some(answer.events),

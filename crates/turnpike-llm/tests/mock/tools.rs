@@ -102,7 +102,7 @@ async fn the_model_calls_the_tool_and_answers_with_its_result_in_every_format() 
     let runner = runner(&base, 3);
     for (i, chain) in chains(&server).into_iter().enumerate() {
         let req = request(r#"Where is order 42? [[mock:tool=lookup_order {"order":"42"}]]"#);
-        let answer = stream_with_tools(chain, Arc::clone(&runner), req, format!("turn-{i}")).await.unwrap();
+        let answer = stream_with_tools(chain, Arc::clone(&runner), req, format!("turn-{i}"), None).await.unwrap();
         let reply = collect(answer.events).await.unwrap();
         assert_eq!(reply.text, "Tool result: order 42 in transit", "{}", answer.provider);
         assert_eq!(reply.finish_reason.as_deref(), Some("stop"));
@@ -121,7 +121,7 @@ async fn tool_failures_go_back_to_the_model_and_rounds_are_capped() {
     let ask = |script: &str| request(&format!("Help [[mock:tool={script}]]"));
     let text = |runner: Arc<ToolRunner>, script: &str| {
         let (chain, req) = (Arc::clone(&chain), ask(script));
-        async move { collect(stream_with_tools(chain, runner, req, "t".into()).await.unwrap().events).await.unwrap() }
+        async move { collect(stream_with_tools(chain, runner, req, "t".into(), None).await.unwrap().events).await.unwrap() }
     };
     let r = runner(&base, 3);
     assert_eq!(text(r.clone(), r#"nope {"order":"1"}"#).await.text, r#"Tool result: {"error":"no tool named nope"}"#);
@@ -152,7 +152,7 @@ async fn a_redelivered_turn_does_not_repeat_the_side_effect() {
     let chain = chains(&server).remove(1);
     for _ in 0..2 {
         let req = request(r#"Where is order 7? [[mock:tool=lookup_order {"order": "7"}]]"#);
-        let answer = stream_with_tools(Arc::clone(&chain), Arc::clone(&runner), req, turn.clone()).await.unwrap();
+        let answer = stream_with_tools(Arc::clone(&chain), Arc::clone(&runner), req, turn.clone(), None).await.unwrap();
         assert_eq!(collect(answer.events).await.unwrap().text, "Tool result: order 7 in transit");
     }
     assert_eq!(tools.calls.load(Ordering::SeqCst), 1, "the second delivery replays the recorded result");
@@ -165,7 +165,7 @@ async fn text_before_a_tool_call_stays_and_the_answer_continues_after_it() {
     let runner = runner(&base, 3);
     for (i, chain) in chains(&server).into_iter().enumerate() {
         let req = request(r#"Order 42? [[mock:reply=Let me check. ]] [[mock:tool=lookup_order {"order":"42"}]]"#);
-        let answer = stream_with_tools(chain, Arc::clone(&runner), req, format!("mixed-{i}")).await.unwrap();
+        let answer = stream_with_tools(chain, Arc::clone(&runner), req, format!("mixed-{i}"), None).await.unwrap();
         let provider = answer.provider;
         let reply = collect(answer.events).await.unwrap();
         // Shown once, never restarted: the first round's text, then the second round's.

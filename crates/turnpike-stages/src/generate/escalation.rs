@@ -60,7 +60,8 @@ impl Generate {
             };
             let streamed = match &self.llm.tools {
                 Some(tools) => {
-                    stream_with_tools(Arc::clone(chain), Arc::clone(tools), req.clone(), p.turn_id.clone()).await
+                    let pii = self.tool_pii(p);
+                    stream_with_tools(Arc::clone(chain), Arc::clone(tools), req.clone(), p.turn_id.clone(), pii).await
                 }
                 None => chain.stream(req).await,
             };

@@ -41,7 +41,9 @@
 
 mod escalation;
 mod resume;
+pub mod tool_pii;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::route::{signals, CompiledRoute, SignalKind, Tier};
@@ -80,13 +82,18 @@ pub struct Generate {
     pub budget_message: String,
     /// Each tenant's routing policy: its escalation settings and capable model.
     pub routes: PerTenant<CompiledRoute>,
+    /// With tools configured: masks their results (see [`tool_pii`]).
+    pub tool_masker: Option<Arc<turnpike_guard::PiiMasker>>,
 }
 
 impl Generate {
     pub fn new(deps: Deps, llm: LlmRouter) -> Self {
+        let mut tool_masker = None;
         if let Some(tools) = &llm.tools {
             // Tool results are recorded per turn, so a redelivered turn does not repeat a side effect.
             tools.attach_ledger(deps.redis.clone());
+            // The patterns are the crate's constants, compiled by its own tests.
+            tool_masker = Some(Arc::new(turnpike_guard::PiiMasker::new().expect("the PII patterns compile")));
         }
         Generate {
             deps,
@@ -101,7 +108,21 @@ impl Generate {
             budget_message: "I'm sorry, this service has reached its usage limit for today. Please try again later."
                 .into(),
             routes: PerTenant::default(),
+            tool_masker,
         }
+    }
+
+    /// The reveal path for `p`'s tool calls: its session's vault.
+    fn tool_pii(&self, p: &RoutedPrompt) -> Option<Arc<dyn turnpike_llm::tools::ToolPii>> {
+        let masker = self.tool_masker.as_ref()?;
+        Some(Arc::new(tool_pii::VaultToolPii {
+            vault: turnpike_guard::vault::RedisVault::from_connection(
+                self.deps.redis.clone(),
+                crate::session::SESSION_TTL_SECS as i64,
+            ),
+            masker: Arc::clone(masker),
+            session: format!("{}:{}", p.tenant_id, p.session_id),
+        }))
     }
 }
 

@@ -4,7 +4,8 @@
 //! stream after the first text has the fallback continue the text already shown (or, when that fails too,
 //! the reply ends as `incomplete` with a handoff), never restarted elsewhere;
 //! a tenant over its budget is answered without any LLM call; a configured HTTP tool is called by the
-//! model once per turn and its result reaches the user.
+//! model once per turn and its result reaches the user; a tool's call carries the real values behind the PII
+//! tokens of its arguments, and the model reads its result masked.
 
 use crate::common;
 
@@ -239,6 +240,58 @@ async fn a_configured_tool_is_called_once_and_its_result_answers_the_user() {
     assert_eq!(reply_text(&replies), r#"Tool result: lookup_order: {"order":"42"}"#);
     assert_eq!(tool_host.stats().tool_calls, 1);
     assert_eq!(s.primary.stats().requests, 2, "two model calls: the tool call, then the answer");
+    s.stop().await;
+}
+
+/// An order lookup as a shop would run it: records each request's JSON body and answers with the order,
+/// the email it was asked about and the phone number on file.
+async fn order_lookup() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().route(
+        "/orders",
+        axum::routing::post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let log = log.clone();
+            async move {
+                let email = body["email"].clone();
+                log.lock().unwrap().push(body);
+                axum::Json(serde_json::json!({"order": "42", "email": email, "phone": "+44 20 7946 0958"}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/orders", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tool_gets_the_real_values_behind_pii_tokens_and_the_model_reads_its_result_masked() {
+    let (url, seen) = order_lookup().await;
+    let tools = format!(
+        "max_tool_rounds = 2\n[[tools]]\nname = \"lookup_order\"\ndescription = \"Orders by email\"\n\
+         url = \"{url}\"\nparameters = {{ type = \"object\", required = [\"email\"] }}\n"
+    );
+    let s = setup_with_head(&tools).await;
+    let session = format!("t2:{}", unique("c"));
+    // guard-in masks the address: the model only ever has [EMAIL_1], and calls the tool with it.
+    let question =
+        r#"My email is ada@example.com, where is my order? [[mock:tool=lookup_order {"email":"[EMAIL_1]"}]]"#;
+    s.p.send_turn(&turn("acme", &session, "m1", question)).await;
+    let replies = s.reply(&session).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![serde_json::json!({"email": "ada@example.com"})],
+        "the tool's HTTP call carried the real value"
+    );
+    // The model read the result masked: the same token for the known email, a new one for the phone.
+    let text = reply_text(&replies);
+    let result: serde_json::Value = serde_json::from_str(text.strip_prefix("Tool result: ").unwrap_or(&text))
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(result, serde_json::json!({"email": "[EMAIL_1]", "order": "42", "phone": "[PHONE_1]"}));
+    let vault = turnpike_guard::vault::RedisVault::connect(&s.p.endpoints.redis_url, 60).await.unwrap();
+    let phone = turnpike_guard::PiiVault::reveal(&vault, &format!("acme:{session}"), "[PHONE_1]").await.unwrap();
+    assert_eq!(phone.as_deref(), Some("+44 20 7946 0958"), "the new token can be revealed (agent, later tools)");
     s.stop().await;
 }
 
