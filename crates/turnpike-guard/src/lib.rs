@@ -19,6 +19,8 @@ pub mod linear;
 pub mod normalize;
 pub mod output;
 pub mod pii;
+mod pii_names;
+mod pii_phone;
 pub mod policy;
 pub mod semantic;
 pub mod text;

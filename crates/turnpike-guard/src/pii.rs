@@ -5,6 +5,8 @@
 //! numbers and prices intact; the same value gets the same token (`[EMAIL_1]`) for the whole session, and
 //! the token→value map lives only in [`SessionPii`] (whose `Debug` hides values) and the vault.
 
+use crate::pii_names::Gazetteer;
+use crate::pii_phone::PhoneFinder;
 use crate::policy::PolicyError;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
@@ -171,7 +173,8 @@ pub(crate) struct PiiDetector {
     ssn: Regex,
     nino: Regex,
     dni: Regex,
-    phone: Regex,
+    phone: PhoneFinder,
+    gazetteer: Gazetteer,
     address: Regex,
     postcode: Regex,
     name: Regex,
@@ -187,9 +190,8 @@ impl PiiDetector {
             ssn: r(r"\b(\d{3})[- ](\d{2})[- ](\d{4})\b")?,
             nino: r(r"(?i)\b([a-z]{2})[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[a-d]\b")?,
             dni: r(r"(?i)\b(\d{8})[- ]?([a-z])\b")?,
-            phone: r(
-                r"(?:\+|\b00)[1-9]\d{0,2}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,5}(?:[\s.-]?\d{2,5}){1,4}\b|\(\d{3}\)\s?\d{3}[\s.-]\d{4}\b|\b\d{3}[.-]\d{3}[.-]\d{4}\b|\b0\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b",
-            )?,
+            phone: PhoneFinder::new().map_err(|e| PolicyError::Pattern(e.to_string()))?,
+            gazetteer: Gazetteer::load(),
             address: r(
                 r"\b\d{1,5}[a-zA-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|close|crescent|square|sq)\b",
             )?,
@@ -262,16 +264,12 @@ impl PiiDetector {
             }
         }
         if on(PiiKind::Phone) {
-            for m in self.phone.find_iter(text) {
-                let digits = m.as_str().chars().filter(char::is_ascii_digit).count();
-                if (8..=15).contains(&digits) {
-                    push(PiiKind::Phone, m.start(), m.end());
-                }
-            }
+            self.phone.find(text).into_iter().for_each(|(s, e)| push(PiiKind::Phone, s, e));
         }
         if on(PiiKind::Address) {
             self.address.find_iter(text).for_each(|m| push(PiiKind::Address, m.start(), m.end()));
             self.postcode.find_iter(text).for_each(|m| push(PiiKind::Address, m.start(), m.end()));
+            self.gazetteer.addresses(text).into_iter().for_each(|(s, e)| push(PiiKind::Address, s, e));
         }
         if on(PiiKind::Name) {
             for c in self.name.captures_iter(text) {
@@ -279,6 +277,7 @@ impl PiiDetector {
                     push(PiiKind::Name, m.start(), m.end());
                 }
             }
+            self.gazetteer.names(text).into_iter().for_each(|(s, e)| push(PiiKind::Name, s, e));
         }
         // Validated kinds were pushed before the looser phone pattern, so on overlap the longer (or, on a
         // tie, earlier-pushed, stricter) span wins.

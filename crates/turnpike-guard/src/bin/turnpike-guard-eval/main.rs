@@ -16,6 +16,8 @@
 //! `turnpike-guard-eval train-heads [--cache DIR] [--out FILE] [--report-only]` evaluates the semantic heads
 //! (injection, request for a human, abuse) leave-one-source-out on the sentence embedding, then trains them
 //! on everything into `src/semantic_heads.txt` (needs the encoder: `eval "$(deploy/local/models.sh)"`).
+//! `turnpike-guard-eval pii [--cache DIR] [--show-tuning] [--show-misses]` scores names, addresses and phone numbers on
+//! mimesis's locale data and false positives on the benign sets (see `pii_eval.rs`).
 
 mod benign;
 mod data;
@@ -23,6 +25,7 @@ mod heads;
 mod heads_data;
 mod heads_sentiment;
 mod output_eval;
+mod pii_eval;
 mod pii_gen;
 mod train;
 mod train_injection;
@@ -102,6 +105,20 @@ fn run() -> Result<(), String> {
                 }
             }
             return heads::run(&cache, out.as_deref());
+        }
+        Some("pii") => {
+            args.next();
+            let mut cache = PathBuf::from("target/guard-eval-data");
+            let (mut show_tuning, mut show_misses) = (false, false);
+            while let Some(a) = args.next() {
+                match a.as_str() {
+                    "--cache" => cache = args.next().map(PathBuf::from).ok_or("--cache needs a directory")?,
+                    "--show-tuning" => show_tuning = true,
+                    "--show-misses" => show_misses = true,
+                    other => return Err(format!("unknown argument {other}")),
+                }
+            }
+            return pii_eval::run(&cache, show_tuning, show_misses);
         }
         Some("train-injection") => {
             args.next();
