@@ -219,18 +219,23 @@ class Entrance:
     def check(self, offered: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
         """Each gateway turn as the page shows it: deltas in arrival order, then the final's text."""
         by_turn: Dict[str, List[Dict[str, Any]]] = {}
-        ids_twice = 0
+        ids_twice, twice_examples = 0, []
         for c in self.conversations.values():
             seen = set()
-            for e in c.events:
+            for n, e in enumerate(c.events):
                 if e.get("id") in seen:
                     ids_twice += 1
+                    if len(twice_examples) < 5:
+                        # The event, and what the conversation received around it (ids in arrival order).
+                        twice_examples.append({"session": f"{c.user}:{c.conv}", "id": e.get("id"),
+                                               "around": [x.get("id") for x in c.events[max(0, n - 12):n + 3]]})
                 seen.add(e.get("id"))
                 if e.get("turn_id"):
                     by_turn.setdefault(e["turn_id"], []).append(e)
         out = {"web_offered": 0, "web_whole": 0, "web_apology": 0, "web_lost": 0, "web_garbled": 0,
                "web_twice": ids_twice, "web_out_of_order": 0, "web_unsent": len(self.unsent),
-               "web_reconnects": sum(c.reconnects for c in self.conversations.values()), "web_examples": []}
+               "web_reconnects": sum(c.reconnects for c in self.conversations.values()), "web_examples": [],
+               "web_twice_examples": twice_examples}
         for turn_id, o in offered.items():
             if not o.get("web"):
                 continue
@@ -242,6 +247,9 @@ class Entrance:
                 continue
             if len(finals) > 1:
                 out["web_twice"] += 1
+                if len(out["web_twice_examples"]) < 10:
+                    out["web_twice_examples"].append({"turn": turn_id, "terminal": [
+                        {k: f.get(k) for k in ("id", "type", "status", "finish_reason")} for f in finals]})
             first = events.index(finals[0])
             deltas = [e for e in events[:first] if e["type"] == "delta"]
             indexes = [e["chunk_index"] for e in deltas]

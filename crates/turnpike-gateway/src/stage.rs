@@ -81,6 +81,8 @@ pub struct GatewayStage {
     events: EventsConfig,
     append: Script,
     recent: Recent,
+    /// One put-back at a time: the records that find the marker gone meanwhile wait, then find it set.
+    putting_back: tokio::sync::Mutex<()>,
 }
 
 impl GatewayStage {
@@ -91,6 +93,7 @@ impl GatewayStage {
             events,
             append: Script::new(APPEND),
             recent: Recent::new(REPLAY_WINDOW, REPLAY_CAP),
+            putting_back: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -115,8 +118,8 @@ impl GatewayStage {
     }
 
     /// Puts back what this instance appended from `partition` lately, oldest first, then sets the marker.
-    /// Concurrent records of the partition find the marker still missing and put back the same events too
-    /// (idempotent), so none of them appends a session's newer event before its older ones are back.
+    /// Records of the partition that find the marker missing meanwhile wait for the put-back (and would
+    /// repeat it idempotently if it failed), so none appends a session's newer event before its older ones.
     async fn put_back(&self, partition: &str) -> Result<(), StageError> {
         let events = self.recent.events(partition);
         tracing::warn!(
@@ -173,8 +176,12 @@ impl GatewayStage {
         let mode = if self.recent.holds(partition) { "check" } else { "set" };
         let mut appended = self.invoke(&event, partition, mode).await?;
         if appended == -1 {
-            self.put_back(partition).await?;
+            let _one = self.putting_back.lock().await;
             appended = self.invoke(&event, partition, "check").await?;
+            if appended == -1 {
+                self.put_back(partition).await?;
+                appended = self.invoke(&event, partition, "check").await?;
+            }
             if appended == -1 {
                 return Err(StageError::retryable("redis", "the event streams were lost again while being put back"));
             }
