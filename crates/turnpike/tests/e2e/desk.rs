@@ -29,20 +29,36 @@ pub(crate) struct Desk {
 
 impl Desk {
     pub(crate) async fn start(queue_timeout_secs: u64) -> Desk {
+        Self::start_for("zendesk", queue_timeout_secs).await
+    }
+
+    /// With `vendor` (`zendesk`, `freshdesk` or `intercom`) of the fake as tenant `acme`'s helpdesk.
+    pub(crate) async fn start_for(vendor: &str, queue_timeout_secs: u64) -> Desk {
         let fake = FakeHelpdesk::spawn(FakeConfig::default()).await.unwrap();
         let c = fake.config();
         let dir = tempfile::tempdir().unwrap();
         let tenants = dir.path().join("tenants.toml");
+        let credentials = match vendor {
+            "zendesk" => format!(
+                "email = \"{}\"\ntoken = \"{}\"\nwebhook_secret = \"{}\"\n",
+                c.zendesk_email, c.zendesk_token, c.zendesk_signing_secret
+            ),
+            "freshdesk" => {
+                format!("token = \"{}\"\nwebhook_secret = \"{}\"\n", c.freshdesk_api_key, c.freshdesk_webhook_token)
+            }
+            "intercom" => format!(
+                "token = \"{}\"\nwebhook_secret = \"{}\"\nadmin_id = \"1\"\n",
+                c.intercom_token, c.intercom_client_secret
+            ),
+            other => panic!("no fake {other}"),
+        };
         std::fs::write(
             &tenants,
             format!(
-                "[tenants.acme.helpdesk]\nkind = \"zendesk\"\nbase_url = \"{}\"\nemail = \"{}\"\ntoken = \"{}\"\n\
-                 webhook_secret = \"{}\"\nqueue_timeout_secs = {queue_timeout_secs}\n\
+                "[tenants.acme.helpdesk]\nkind = \"{vendor}\"\nbase_url = \"{}\"\n{credentials}\
+                 queue_timeout_secs = {queue_timeout_secs}\n\
                  queue_timeout_message = \"No agent is free right now; I'm back to help.\"\n",
                 fake.url(),
-                c.zendesk_email,
-                c.zendesk_token,
-                c.zendesk_signing_secret
             ),
         )
         .unwrap();
@@ -64,12 +80,12 @@ impl Desk {
         let hooks_url = format!("http://{}", listener.local_addr().unwrap());
         let stop_hooks = CancellationToken::new();
         tokio::spawn(desk_hooks::serve(listener, hooks, stop_hooks.clone()));
-        fake.set_webhook("zendesk", &format!("{hooks_url}/v1/helpdesk/zendesk/acme"));
+        fake.set_webhook(vendor, &format!("{hooks_url}/v1/helpdesk/{vendor}/acme"));
         Desk { p, fake, hooks_url, handoff, stop_hooks, _dir: dir }
     }
 
     /// The session's outbound records in partition order, once `done` holds.
-    async fn outbound(&self, session: &str, done: impl Fn(&[&OutboundReply]) -> bool) -> Vec<OutboundReply> {
+    pub(crate) async fn outbound(&self, session: &str, done: impl Fn(&[&OutboundReply]) -> bool) -> Vec<OutboundReply> {
         let s = session.to_string();
         read_until::<OutboundReply>(
             &self.p.endpoints,
@@ -84,6 +100,10 @@ impl Desk {
         .map(|(_, r)| r)
         .filter(|r| r.session_id == session)
         .collect()
+    }
+
+    pub(crate) fn hooks_url(&self) -> &str {
+        &self.hooks_url
     }
 
     pub(crate) async fn ticket(&self) -> u64 {
@@ -116,7 +136,7 @@ impl Desk {
 }
 
 /// The session's records by kind (DELTAs left out: how a reply is cut into them is the mock's business).
-fn statuses(rs: &[OutboundReply]) -> Vec<String> {
+pub(crate) fn statuses(rs: &[OutboundReply]) -> Vec<String> {
     rs.iter()
         .filter(|r| r.kind != OutboundKind::Delta)
         .map(|r| match r.kind {

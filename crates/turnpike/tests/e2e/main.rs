@@ -12,6 +12,7 @@ mod crashes;
 mod db_outage;
 mod desk;
 mod desk_gateway;
+mod desk_vendors;
 mod failures;
 mod fenced;
 mod guardrails;
