@@ -124,7 +124,13 @@ struct Counters {
     summaries: AtomicU64,
     /// A server-wide fault that overrides every request's script (see [`MockServer::set_fault`]).
     outage: Mutex<Option<Fault>>,
+    /// The messages of the latest requests, oldest first, at most [`RECEIVED_KEPT`] (see
+    /// [`MockServer::received`]).
+    received: Mutex<std::collections::VecDeque<Vec<(String, String)>>>,
 }
+
+/// How many requests [`MockServer::received`] keeps: enough for one test's turns, bounded for load tests.
+const RECEIVED_KEPT: usize = 256;
 
 impl Counters {
     fn outage(&self) -> Option<Fault> {
@@ -199,6 +205,12 @@ impl MockServer {
 
     pub fn stats(&self) -> MockStats {
         self.counters.snapshot()
+    }
+
+    /// The `(role, text)` messages of the latest requests this mock received (at most 256, oldest first):
+    /// what a provider would have seen, for tests that check what left the pipeline.
+    pub fn received(&self) -> Vec<Vec<(String, String)>> {
+        self.counters.received.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
     }
 
     /// Makes every request act out `fault` (e.g. `Fault::Status(503)`) until called with `None`.
@@ -503,6 +515,13 @@ fn bad_json(state: &AppState, format: Format, e: &serde_json::Error) -> Response
 
 async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Response {
     let number = state.counters.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    {
+        let mut received = state.counters.received.lock().unwrap_or_else(|e| e.into_inner());
+        if received.len() == RECEIVED_KEPT {
+            received.pop_front();
+        }
+        received.push_back(body.messages.clone());
+    }
     let format = body.format;
     if body.messages.iter().all(|(role, _)| role == "system") {
         return respond::error_in(format, StatusCode::BAD_REQUEST, "mock: 'messages' must not be empty");

@@ -1,6 +1,7 @@
 //! Guardrails on the real stack: an injection is refused before any LLM call, a PII value never reaches the
-//! LLM request, the transcript or the logs (and can be revealed from the vault), and an unsafe sentence the
-//! model produces never reaches the outbound topic.
+//! LLM request, the transcript or the logs (and can be revealed from the vault), a lower-case name and an
+//! international address and phone number never reach what the mock LLM received nor the transcript, and an
+//! unsafe sentence the model produces never reaches the outbound topic.
 
 use crate::common;
 
@@ -234,5 +235,41 @@ async fn guard_in_uses_the_model_checks_and_still_answers_without_the_model_file
     guard_in.wait().ok();
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("INPUT MODEL CHECKS ARE OFF"), "{logged}");
+    p.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lower_case_name_an_international_address_and_phone_never_reach_the_llm_or_the_transcript() {
+    let p = Pipeline::start().await;
+    let session = format!("g5:{}", unique("c"));
+    // No cue phrase, no capital letters: the name is found by its words, the address by its street word and
+    // house number, the phone by its international prefix.
+    let (name, street, phone) = ("anna kowalski", "hauptstraße 12, 10115", "+49 30 1234 5678");
+    let message = format!("hello, {name} here. please send the new charger to {street} berlin or call {phone}.");
+    p.send_turn(&turn("acme", &session, "m1", &message)).await;
+    let replies = finals_of(&p, 1).await;
+    assert!(replies.iter().any(|r| r.kind == OutboundKind::Final && r.finish_reason.as_deref() == Some("stop")));
+
+    // What the mock LLM received, every message of every request.
+    let received = p.mock.received();
+    let sent: Vec<String> = received.iter().flatten().map(|(_, text)| text.clone()).collect();
+    let user = sent.iter().find(|t| t.contains("charger")).unwrap_or_else(|| panic!("turn not sent: {sent:?}"));
+    let leaked =
+        |t: &str| ["anna", "kowalski", "hauptstraße", "1234 5678"].iter().any(|v| t.to_lowercase().contains(v));
+    assert!(!sent.iter().any(|t| leaked(t)), "PII in what the LLM received: {sent:?}");
+    for token in ["[NAME_1]", "[ADDRESS_1]", "[PHONE_1]"] {
+        assert!(user.contains(token), "{token} missing from what the LLM received: {user}");
+    }
+
+    // The transcript holds the masked message only.
+    let cql = Arc::new(turnpike_store::connect_cql(&p.endpoints).await.unwrap());
+    let store = TranscriptStore::new(cql, &p.endpoints.keyspace).await.unwrap();
+    let rows = store.read("acme", &session).await.unwrap();
+    assert!(rows.iter().any(|r| r.role == "user" && r.content.contains("[NAME_1]")), "{rows:?}");
+    assert!(rows.iter().all(|r| !leaked(&r.content)), "PII in the transcript: {rows:?}");
+
+    // The vault gives the values back to whoever may see them.
+    let vault = turnpike_guard::vault::RedisVault::connect(&p.endpoints.redis_url, 60).await.unwrap();
+    assert_eq!(vault.reveal(&format!("acme:{session}"), "[NAME_1]").await.unwrap().as_deref(), Some(name));
     p.stop().await;
 }
