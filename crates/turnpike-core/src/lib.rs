@@ -6,8 +6,10 @@
 
 pub mod endpoints;
 pub mod error;
+pub mod priority;
 pub mod tenants;
 
 pub use endpoints::{BasicLogin, Endpoints, KafkaLogin};
 pub use error::{Classify, ErrorClass};
+pub use priority::Priority;
 pub use tenants::{PerTenant, TenantsConfig};

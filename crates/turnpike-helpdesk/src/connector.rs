@@ -9,41 +9,20 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// How urgent a handoff is (the trigger's `priority`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-    Urgent,
+pub use turnpike_core::Priority;
+
+/// Zendesk's priority names are the schema's.
+fn zendesk_priority(p: Priority) -> &'static str {
+    p.as_str()
 }
 
-impl Priority {
-    /// Parses the trigger's priority; anything unknown is `Normal`.
-    pub fn parse(text: &str) -> Priority {
-        match text.trim().to_ascii_lowercase().as_str() {
-            "low" => Priority::Low,
-            "high" => Priority::High,
-            "urgent" => Priority::Urgent,
-            _ => Priority::Normal,
-        }
-    }
-    fn zendesk(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
-    /// Freshdesk: 1 Low, 2 Medium, 3 High, 4 Urgent.
-    fn freshdesk(self) -> u8 {
-        match self {
-            Priority::Low => 1,
-            Priority::Normal => 2,
-            Priority::High => 3,
-            Priority::Urgent => 4,
-        }
+/// Freshdesk: 1 Low, 2 Medium, 3 High, 4 Urgent.
+fn freshdesk_priority(p: Priority) -> u8 {
+    match p {
+        Priority::Low => 1,
+        Priority::Normal => 2,
+        Priority::High => 3,
+        Priority::Urgent => 4,
     }
 }
 
@@ -195,7 +174,7 @@ impl Connector {
             "subject": t.subject,
             "comment": {"html_body": html(&t.summary), "public": false},
             "requester": requester,
-            "priority": t.priority.zendesk(),
+            "priority": zendesk_priority(t.priority),
             "type": "question",
             "tags": t.tags,
             "external_id": t.ticket_id,
@@ -218,7 +197,7 @@ impl Connector {
             "name": customer_name(t),
             "subject": t.subject,
             "description": html(&t.summary),
-            "status": 2, "priority": t.priority.freshdesk(), "source": 7,
+            "status": 2, "priority": freshdesk_priority(t.priority), "source": 7,
             "tags": t.tags,
             "custom_fields": {"cf_turnpike_ticket_id": t.ticket_id},
         });
@@ -291,7 +270,7 @@ impl Connector {
         let body = serde_json::to_vec(&json!({
             "event": event, "idempotency_key": idempotency_key, "ticket_id": t.ticket_id,
             "tenant_id": t.tenant_id, "session_id": t.session_id, "subject": t.subject, "summary": t.summary,
-            "priority": t.priority.zendesk(), "tags": t.tags, "customer_id": t.customer_id, "text": text,
+            "priority": zendesk_priority(t.priority), "tags": t.tags, "customer_id": t.customer_id, "text": text,
         }))
         .unwrap_or_default();
         let secret = self.cfg.webhook_secret.expose();

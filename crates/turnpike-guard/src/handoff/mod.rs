@@ -40,28 +40,8 @@ pub mod reason {
     pub const ALL: [&str; 6] = [USER_ASKED, SENSITIVE_TOPIC, SENTIMENT, LOOP, VIP, LOW_CONFIDENCE];
 }
 
-/// A ticket's urgency; the helpdesk connectors map it to their own scale.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Priority {
-    Low,
-    #[default]
-    Normal,
-    High,
-    Urgent,
-}
-
-impl Priority {
-    /// The schema's string (`HandoffRequest.priority`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Priority::Low => "low",
-            Priority::Normal => "normal",
-            Priority::High => "high",
-            Priority::Urgent => "urgent",
-        }
-    }
-}
+/// A ticket's urgency (shared with the helpdesk connectors, which map it to their own scale).
+pub use turnpike_core::Priority;
 
 /// What a trigger decided: enough to write a `HandoffRequest`.
 #[derive(Clone, Debug, PartialEq)]
