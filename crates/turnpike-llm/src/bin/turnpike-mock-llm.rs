@@ -28,6 +28,22 @@ struct Args {
     /// Length of generated replies, in tokens.
     #[arg(long, env = "TURNPIKE_MOCK_LLM_REPLY_TOKENS", default_value_t = 40)]
     reply_tokens: usize,
+    /// Log-normal sigma of each request's time to first token and token rate around the values above (e.g.
+    /// 0.5: the slowest percent ~3x the median); 0 = every request alike.
+    #[arg(long, env = "TURNPIKE_MOCK_LLM_TIMING_SPREAD", default_value_t = 0.0)]
+    timing_spread: f64,
+    /// Log-normal sigma of each reply's length around --reply-tokens.
+    #[arg(long, env = "TURNPIKE_MOCK_LLM_LENGTH_SPREAD", default_value_t = 0.0)]
+    length_spread: f64,
+    /// Share of requests answered 429 (e.g. 0.01).
+    #[arg(long, env = "TURNPIKE_MOCK_LLM_RATE_LIMITED", default_value_t = 0.0)]
+    rate_limited: f64,
+    /// Share of requests answered 503.
+    #[arg(long, env = "TURNPIKE_MOCK_LLM_UNAVAILABLE", default_value_t = 0.0)]
+    unavailable: f64,
+    /// Share of streams that stall after two chunks.
+    #[arg(long, env = "TURNPIKE_MOCK_LLM_STALLS", default_value_t = 0.0)]
+    stalls: f64,
 }
 
 #[tokio::main]
@@ -41,6 +57,13 @@ async fn main() -> std::io::Result<()> {
         tokens_per_sec: args.tokens_per_sec,
         seed: args.seed,
         reply_tokens: args.reply_tokens,
+        variation: mock::vary::Variation {
+            timing_sigma_milli: milli(args.timing_spread),
+            length_sigma_milli: milli(args.length_spread),
+            rate_limited_ppm: ppm(args.rate_limited),
+            unavailable_ppm: ppm(args.unavailable),
+            stalled_ppm: ppm(args.stalls),
+        },
     };
     let listener = TcpListener::bind(args.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, ?cfg, "turnpike-mock-llm listening");
@@ -51,6 +74,14 @@ async fn main() -> std::io::Result<()> {
             Ok(())
         }
     }
+}
+
+fn milli(x: f64) -> u32 {
+    (x.clamp(0.0, 10.0) * 1000.0).round() as u32
+}
+
+fn ppm(share: f64) -> u32 {
+    (share.clamp(0.0, 1.0) * 1_000_000.0).round() as u32
 }
 
 async fn shutdown_signal() {

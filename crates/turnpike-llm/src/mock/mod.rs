@@ -44,6 +44,7 @@
 
 pub mod script;
 pub mod text;
+pub mod vary;
 
 /// A request whose last user message starts with this is a summary request: the mock answers it with a
 /// digest of the other user messages ([`text::digest`]) instead of generated filler.
@@ -84,12 +85,21 @@ pub struct MockConfig {
     pub seed: u64,
     /// Length of a generated reply, in tokens (word chunks).
     pub reply_tokens: usize,
+    /// How much each request's timing and length vary around the values above, and the share of requests
+    /// rate-limited, failing or stalling ([`vary`]); off by default.
+    pub variation: vary::Variation,
 }
 
 impl Default for MockConfig {
     /// Roughly a hosted model's feel: 200 ms to first token, 50 tokens/s.
     fn default() -> Self {
-        MockConfig { ttft: Duration::from_millis(200), tokens_per_sec: 50, seed: 7, reply_tokens: 40 }
+        MockConfig {
+            ttft: Duration::from_millis(200),
+            tokens_per_sec: 50,
+            seed: 7,
+            reply_tokens: 40,
+            variation: vary::Variation::default(),
+        }
     }
 }
 
@@ -533,6 +543,10 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         state.counters.summaries.fetch_add(1, Ordering::Relaxed);
     }
     let mut script = Script::from_message(&last_user).or(Script::from_headers(headers));
+    let cfg = &state.cfg;
+    // This request's own timing, length and luck (a scripted value wins).
+    let drawn = cfg.variation.draw(cfg.seed, number, cfg.ttft, cfg.tokens_per_sec, cfg.reply_tokens);
+    script.fault = script.fault.or(drawn.fault);
     if let Some(fault) = state.counters.outage() {
         script.fault = Some(fault);
     }
@@ -547,7 +561,6 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         return respond::error_in(format, StatusCode::BAD_REQUEST, "mock: only streaming is supported here");
     }
 
-    let cfg = &state.cfg;
     let (mut tool_call, mut reply_text) = (None, script.reply);
     // Everything but the last user message: what a model would read as context.
     let earlier: Vec<&str> = body
@@ -576,7 +589,7 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         (Some(call), None) => tool_call = Some(call),
         (None, _) => {}
     }
-    let tokens = script.tokens.unwrap_or(cfg.reply_tokens);
+    let tokens = script.tokens.unwrap_or(drawn.reply_tokens);
     let mut pieces = match reply_text {
         Some(text) => text::split_words(&text),
         None if tool_call.is_some() => Vec::new(),
@@ -592,7 +605,7 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
             finish_reason = "length";
         }
     }
-    let tokens_per_sec = script.tokens_per_sec.unwrap_or(cfg.tokens_per_sec);
+    let tokens_per_sec = script.tokens_per_sec.unwrap_or(drawn.tokens_per_sec);
     let reply = Reply {
         id: match format {
             Format::OpenAi => format!("chatcmpl-mock-{number}"),
@@ -605,7 +618,7 @@ async fn respond_to(state: &AppState, headers: &HeaderMap, body: Request) -> Res
         finish_reason,
         input_tokens: body.messages.iter().map(|(_, t)| text::count_words(t)).sum::<usize>()
             + body.continuation.as_deref().map_or(0, text::count_words),
-        ttft: script.ttft.unwrap_or(cfg.ttft),
+        ttft: script.ttft.unwrap_or(drawn.ttft),
         interval: match tokens_per_sec {
             0 => Duration::ZERO,
             tps => Duration::from_secs(1) / tps,

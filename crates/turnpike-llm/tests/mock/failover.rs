@@ -310,3 +310,28 @@ async fn a_mock_process_is_taken_down_and_back_over_http() {
     assert_eq!(answer.deployment, "primary", "the primary answers again once cleared");
     collect(answer.events).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_provider_failing_a_share_of_its_requests_is_carried_by_the_chain() {
+    // The load-test mock's luck: 40% of the primary's requests answered 503, drawn per request.
+    let variation = mock::vary::Variation { unavailable_ppm: 400_000, ..Default::default() };
+    let flaky = mock::spawn(MockConfig { variation, ..MockConfig::instant() }).await.unwrap();
+    let steady = instant().await;
+    let breaker = BreakerConfig::default();
+    let chain = Chain::new(
+        "cheap",
+        vec![openai("flaky", &flaky, breaker.clone()), openai("steady", &steady, breaker)],
+        policy(),
+    );
+    let mut served = std::collections::HashMap::new();
+    for i in 0..30 {
+        let answer = chain.stream(&request(&format!("Where is parcel {i}?"))).await.unwrap();
+        *served.entry(answer.deployment.clone()).or_insert(0) += 1;
+        let reply = collect(answer.events).await.unwrap();
+        assert_eq!(reply.finish_reason.as_deref(), Some("stop"), "every reply whole");
+        assert!(reply.usage.is_some_and(|u| u.output_tokens == 40));
+    }
+    assert!(served.get("flaky").is_some_and(|n| *n > 0), "the primary answered its lucky requests: {served:?}");
+    assert!(served.get("steady").is_some_and(|n| *n > 0), "the fallback carried the failed ones: {served:?}");
+    assert!(flaky.stats().requests > served["flaky"], "some of the primary's requests failed");
+}
