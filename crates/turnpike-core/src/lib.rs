@@ -6,10 +6,12 @@
 
 pub mod endpoints;
 pub mod error;
+pub mod metric_labels;
 pub mod priority;
 pub mod tenants;
 
 pub use endpoints::{BasicLogin, Endpoints, KafkaLogin};
 pub use error::{Classify, ErrorClass};
+pub use metric_labels::tenant_label;
 pub use priority::Priority;
 pub use tenants::{PerTenant, TenantsConfig};

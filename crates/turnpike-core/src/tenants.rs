@@ -40,6 +40,9 @@ pub enum TenantConfigError {
 pub struct TenantsConfig {
     defaults: toml::Table,
     tenants: HashMap<String, toml::Table>,
+    /// `[metrics] tenants = [...]`: the tenants that get a `tenant` label of their own (see
+    /// [`crate::metric_labels`]); `None` when the file does not say.
+    metric_tenants: Option<Vec<String>>,
 }
 
 impl TenantsConfig {
@@ -71,17 +74,26 @@ impl TenantsConfig {
             check_sections(&format!("tenants.{tenant}"), &t)?;
             tenants.insert(tenant, t);
         }
+        let metric_tenants = match take_table(&mut root, "metrics")? {
+            Some(m) => metric_tenants(m)?,
+            None => None,
+        };
         if let Some(key) = root.keys().next() {
             return Err(TenantConfigError::Invalid(format!(
-                "unknown top-level key `{key}` (expected defaults, tenants)"
+                "unknown top-level key `{key}` (expected defaults, tenants, metrics)"
             )));
         }
-        Ok(TenantsConfig { defaults, tenants })
+        Ok(TenantsConfig { defaults, tenants, metric_tenants })
     }
 
     /// Tenants that have overrides of their own.
     pub fn tenants(&self) -> impl Iterator<Item = &str> {
         self.tenants.keys().map(String::as_str)
+    }
+
+    /// The tenants named by `[metrics] tenants`, when the file names them.
+    pub fn metric_tenants(&self) -> Option<&[String]> {
+        self.metric_tenants.as_deref()
     }
 
     /// Section `name` for every tenant, deserialised into `P`.
@@ -166,6 +178,21 @@ fn take_table(root: &mut toml::Table, key: &str) -> Result<Option<toml::Table>, 
         None => Ok(None),
         Some(toml::Value::Table(t)) => Ok(Some(t)),
         Some(_) => Err(TenantConfigError::Invalid(format!("`{key}` must be a table"))),
+    }
+}
+
+/// `[metrics]`: only `tenants`, a list of tenant ids.
+fn metric_tenants(mut m: toml::Table) -> Result<Option<Vec<String>>, TenantConfigError> {
+    let list = match m.remove("tenants") {
+        None => None,
+        Some(v) => Some(
+            v.try_into::<Vec<String>>()
+                .map_err(|_| TenantConfigError::Invalid("metrics.tenants must be a list of tenant ids".into()))?,
+        ),
+    };
+    match m.keys().next() {
+        Some(k) => Err(TenantConfigError::Invalid(format!("unknown key `metrics.{k}` (known: tenants)"))),
+        None => Ok(list),
     }
 }
 

@@ -92,6 +92,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     };
     let limits = TenantsConfig::from_env()?.section::<TenantLimits>("gateway")?;
     turnpike_runner::metrics_exporter::install(config.metrics_listen).map_err(anyhow::Error::msg)?;
+    turnpike_core::metric_labels::init_from_env()?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let shutdown = shutdown_on_signals();
     let settings = turnpike_gateway::Settings {

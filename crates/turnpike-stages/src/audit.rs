@@ -79,7 +79,7 @@ pub struct AuditSite<'a> {
 /// Emits one audit record per trigger and counts it.
 pub async fn emit(site: &AuditSite<'_>, triggers: &[GuardTrigger], out: &mut Emitter) -> Result<(), StageError> {
     for (i, t) in triggers.iter().enumerate() {
-        metrics::counter!("turnpike_guardrail_triggers_total", "stage" => site.stage, "check" => t.check.clone(), "verdict" => t.verdict.clone())
+        metrics::counter!("turnpike_guardrail_triggers_total", "stage" => site.stage, "check" => t.check.clone(), "verdict" => t.verdict.clone(), "tenant" => turnpike_core::tenant_label(site.tenant_id))
             .increment(1);
         out.emit(&GuardAudit {
             audit_id: format!("{}:{}:{}:{i}", site.turn_id, site.stage, site.position),

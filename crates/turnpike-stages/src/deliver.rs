@@ -217,7 +217,8 @@ impl Stage for Deliver {
             }
         }
         let latency = (now_ms() - c.received_at_ms).max(0) as f64 / 1000.0;
-        metrics::histogram!("turnpike_turn_latency_seconds").record(latency);
+        let tenant = turnpike_core::tenant_label(&c.tenant_id);
+        metrics::histogram!("turnpike_turn_latency_seconds", "tenant" => tenant).record(latency);
         let outcome = match c.action {
             TurnAction::Handoff => "handoff",
             TurnAction::Refuse => "refused",
@@ -226,7 +227,7 @@ impl Stage for Deliver {
             _ if matches!(c.finish_reason.as_deref(), Some("incomplete" | "handoff")) => "handoff",
             _ => "contained",
         };
-        metrics::counter!("turnpike_turns_total", "outcome" => outcome).increment(1);
+        metrics::counter!("turnpike_turns_total", "outcome" => outcome, "tenant" => tenant).increment(1);
         self.mark_final(&c, &position).await?;
         out.emit(&outbound(&c, OutboundKind::Final, c.text.clone())).await?;
         if outcome == "handoff" || c.finish_reason.as_deref() == Some("guardrail") {

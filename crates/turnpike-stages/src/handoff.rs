@@ -193,7 +193,9 @@ impl Handoff {
                 self.deps.helpdesk.put(tenant, sid, &link, now).await.map_err(store_err)?;
                 // Counted where the ticket is recorded: a redelivered request finds the link and is not a
                 // second handoff.
-                metrics::counter!("turnpike_handoffs_total", "reason" => r.reason.clone()).increment(1);
+                let label = turnpike_core::tenant_label(tenant);
+                metrics::counter!("turnpike_handoffs_total", "reason" => r.reason.clone(), "tenant" => label)
+                    .increment(1);
                 link
             }
         };

@@ -246,7 +246,12 @@ impl Summarizer {
         if text.is_empty() {
             return Err("the model returned an empty summary".into());
         }
-        let labels = [("tier", job.tier.clone()), ("provider", provider.to_owned()), ("model", model.clone())];
+        let labels = [
+            ("tier", job.tier.clone()),
+            ("provider", provider.to_owned()),
+            ("model", model.clone()),
+            ("tenant", turnpike_core::tenant_label(&job.tenant).to_string()),
+        ];
         if let Some(u) = done.usage {
             metrics::counter!("turnpike_summary_input_tokens_total", &labels).increment(u64::from(u.input_tokens));
             metrics::counter!("turnpike_summary_output_tokens_total", &labels).increment(u64::from(u.output_tokens));

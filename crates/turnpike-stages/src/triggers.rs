@@ -107,7 +107,8 @@ pub struct TurnRef<'a> {
 
 /// The request a trigger's decision becomes, counted by reason.
 pub fn request(t: &TurnRef, d: &HandoffDecision, stage: &'static str) -> HandoffRequest {
-    metrics::counter!("turnpike_handoff_triggers_total", "reason" => d.reason, "stage" => stage).increment(1);
+    metrics::counter!("turnpike_handoff_triggers_total", "reason" => d.reason, "stage" => stage, "tenant" => turnpike_core::tenant_label(t.tenant_id))
+        .increment(1);
     tracing::info!(tenant = %t.tenant_id, turn = %t.turn_id, reason = d.reason, priority = d.priority.as_str(),
         evidence = %d.evidence, "Handoff triggered.");
     HandoffRequest {

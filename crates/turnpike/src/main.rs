@@ -246,6 +246,9 @@ async fn serve(
         std::net::SocketAddr::from(([127, 0, 0, 1], 9600 + index as u16))
     });
     turnpike_runner::metrics_exporter::install(metrics_addr).map_err(anyhow::Error::msg)?;
+    // The `tenant` label's rule, now: a bad `[metrics]` table stops start-up instead of a first turn.
+    let labels = turnpike_core::metric_labels::init_from_env()?;
+    tracing::info!(tenants = ?labels.labelled(), "Metrics label these tenants by name; the rest as `other`.");
     let shutdown = shutdown_on_signals();
     let (llm, _mock) = llm_settings(run).await?;
     let deps = turnpike_stages::Deps::connect(endpoints).await.map_err(|e| anyhow::anyhow!("{e}"))?;

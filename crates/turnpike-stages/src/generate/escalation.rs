@@ -51,7 +51,8 @@ impl Generate {
                 Ok(reservation) => reservation,
                 Err(refusal) => {
                     tracing::info!(tenant = %p.tenant_id, %refusal, "Turn refused by its budget.");
-                    metrics::counter!("turnpike_budget_refusals_total", "tier" => chunks.tier.clone()).increment(1);
+                    metrics::counter!("turnpike_budget_refusals_total", "tier" => chunks.tier.clone(), "tenant" => turnpike_core::tenant_label(&p.tenant_id))
+                        .increment(1);
                     let mut fin = chunks.make(ChunkKind::Final, self.budget_message.clone());
                     fin.finish_reason = Some("budget_exceeded".into());
                     out.emit(&fin).await?;
@@ -84,8 +85,12 @@ impl Generate {
                 Ok(answer) if answer.ttft.is_some() => return Ok(Some((answer, reservation, started))),
                 Ok(empty) => {
                     // Finished without a word: nothing shown, but its tokens were billed.
-                    let labels =
-                        [("tier", chunks.tier.clone()), ("provider", empty.provider.into()), ("model", empty.model)];
+                    let labels = [
+                        ("tier", chunks.tier.clone()),
+                        ("provider", empty.provider.into()),
+                        ("model", empty.model),
+                        ("tenant", turnpike_core::tenant_label(&p.tenant_id).to_string()),
+                    ];
                     let mut cost = 0;
                     let mut events = empty.events;
                     while let Some(event) = events.next().await {

@@ -237,6 +237,7 @@ impl Stage for Generate {
                 ("tier", chunks.tier.clone()),
                 ("provider", answer.provider.to_owned()),
                 ("model", answer.model.clone()),
+                ("tenant", turnpike_core::tenant_label(&p.tenant_id).to_string()),
             ];
             let (provider, model) = (answer.provider, answer.model.clone());
             let failure = match self.pump(answer.events, &labels, resumed, &mut chunks, out, &mut progress).await? {
@@ -300,7 +301,7 @@ impl Generate {
     async fn pump(
         &self,
         mut stream: turnpike_llm::EventStream,
-        labels: &[(&'static str, String); 3],
+        labels: &[(&'static str, String); 4],
         resumed: bool,
         chunks: &mut Chunks<'_>,
         out: &mut Emitter,
@@ -513,7 +514,7 @@ impl Generate {
     }
 
     /// The cost of one call's usage, counted in the token and cost metrics.
-    fn account(&self, labels: &[(&'static str, String); 3], u: &turnpike_llm::Usage) -> i64 {
+    fn account(&self, labels: &[(&'static str, String); 4], u: &turnpike_llm::Usage) -> i64 {
         let model = &labels[2].1;
         let cost = self.llm.pricing.cost_micros(model, u).unwrap_or_else(|| {
             metrics::counter!("turnpike_llm_unpriced_calls_total", labels).increment(1);

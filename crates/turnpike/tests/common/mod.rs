@@ -106,8 +106,13 @@ impl Pipeline {
 
     /// `turnpike stage NAME` as a child process on this pipeline's topics and mock LLM, not yet spawned.
     fn stage_command(&self, name: &str, instance_id: &str) -> std::process::Command {
+        self.turnpike_command(&["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
+    }
+
+    /// `turnpike ARGS` on this pipeline's topics, topology and mock LLM, not yet spawned.
+    pub fn turnpike_command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"));
-        cmd.args(["stage", name, "--metrics-addr", "127.0.0.1:0", "--instance-id", instance_id])
+        cmd.args(args)
             .arg("--topic-prefix")
             .arg(&self.prefix)
             .arg("--topology")
@@ -166,6 +171,21 @@ impl Pipeline {
             .await
             .map_err(|(e, _)| e)
             .expect(HINT);
+    }
+
+    /// The FINAL records on the outbound topic once there are `n` (or after 90 s).
+    pub async fn finals(&self, n: usize) -> Vec<turnpike_schemas::OutboundReply> {
+        use turnpike_schemas::{OutboundKind, OutboundReply};
+        let is_final = |r: &OutboundReply| r.kind == OutboundKind::Final;
+        let topic = self.topic("turnpike.replies.outbound");
+        read_until::<OutboundReply>(&self.endpoints, &self.codec, &topic, 6, Duration::from_secs(90), |rs| {
+            rs.iter().filter(|r| is_final(r)).count() >= n
+        })
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(is_final)
+        .collect()
     }
 
     /// Waits for the pipeline to stop by itself and returns its result.

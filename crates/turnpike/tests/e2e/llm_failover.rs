@@ -74,14 +74,7 @@ ttft_timeout_ms = 2000
     );
     std::fs::write(&config, toml).unwrap();
     let child = KillOnDrop::spawn(
-        std::process::Command::new(env!("CARGO_BIN_EXE_turnpike"))
-            .args(["stage", "generate", "--metrics-addr", "127.0.0.1:0"])
-            .arg("--topic-prefix")
-            .arg(&p.prefix)
-            .arg("--topology")
-            .arg(root().join("topology/turnpike.toml"))
-            .arg("--llm-base-url")
-            .arg(p.mock.base_url())
+        p.turnpike_command(&["stage", "generate", "--metrics-addr", "127.0.0.1:0"])
             .env("TURNPIKE_LLM_CONFIG", &config)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null()),

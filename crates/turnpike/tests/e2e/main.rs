@@ -19,6 +19,7 @@ mod guardrails;
 mod handoff;
 mod knowledge;
 mod llm_failover;
+mod observability;
 mod pipeline;
 mod processes;
 mod python_client;
