@@ -22,6 +22,7 @@ mod llm_failover;
 mod observability;
 mod pipeline;
 mod processes;
+mod prometheus;
 mod python_client;
 mod registry_outage;
 mod resume;

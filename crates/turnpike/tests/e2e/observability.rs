@@ -9,15 +9,8 @@ use turnpike_llm::mock::MockConfig;
 
 /// `turnpike run` on a pipeline's topics and mock, killed when dropped (a failed assertion must not leave it).
 pub struct RunProcess {
-    child: std::process::Child,
+    _child: KillOnDrop,
     pub metrics_url: String,
-}
-
-impl Drop for RunProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A port nobody listens on right now (the child binds it a moment later).
@@ -35,10 +28,8 @@ impl RunProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let run = RunProcess {
-            child: cmd.spawn().expect("cannot start the turnpike binary"),
-            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
-        };
+        let run =
+            RunProcess { _child: KillOnDrop::spawn(&mut cmd), metrics_url: format!("http://127.0.0.1:{port}/metrics") };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while reqwest::get(&run.metrics_url).await.is_err() {
             assert!(
