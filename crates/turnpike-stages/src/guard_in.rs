@@ -40,6 +40,8 @@ pub struct GuardIn {
     pub guard: Arc<Guard>,
     pub policies: PerTenant<CompiledPolicy>,
     pub vault: RedisVault,
+    /// The tenants' CRM lookups (see [`crate::crm`]).
+    pub crm: reqwest::Client,
 }
 
 impl GuardIn {
@@ -63,7 +65,8 @@ impl GuardIn {
         let vault = RedisVault::connect(redis_url, crate::session::SESSION_TTL_SECS as i64)
             .await
             .map_err(|e| StageError::retryable("redis", e.to_string()))?;
-        Ok(GuardIn { deps, guard: Arc::new(guard), policies, vault })
+        let crm = reqwest::Client::builder().build().map_err(|e| StageError::fatal("crm_client", e.to_string()))?;
+        Ok(GuardIn { deps, guard: Arc::new(guard), policies, vault, crm })
     }
 }
 
@@ -230,7 +233,14 @@ impl GuardIn {
             negative_run,
             repeats: verdict.repeats,
             topic: self.guard.sensitive_topic(t, &turn.text, embedding),
-            vip: vip_tier(&t.triggers.vip, &turn.attributes),
+            vip: match vip_tier(&t.triggers.vip, &turn.attributes) {
+                Some(tier) => Some(tier),
+                None => {
+                    let crm =
+                        crate::crm::lookup(&self.deps, &self.crm, &t.triggers.vip, &turn.tenant_id, &turn.user_id);
+                    vip_tier(&t.triggers.vip, &crm.await)
+                }
+            },
         };
         decide(t, &signals)
     }

@@ -7,6 +7,7 @@
 pub mod assemble;
 pub mod audit;
 pub mod context;
+pub mod crm;
 pub mod deliver;
 pub mod desk;
 pub mod generate;

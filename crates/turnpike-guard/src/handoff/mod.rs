@@ -241,6 +241,11 @@ pub struct VipTrigger {
     pub question_repeats: usize,
     /// The least priority of any VIP handoff.
     pub priority: Priority,
+    /// A CRM endpoint asked for the customer's attributes when the turn's own do not make them a VIP
+    /// (`GET {crm_url}?user_id=…`, a JSON object back; empty: no lookup). See `turnpike_stages::crm`.
+    pub crm_url: String,
+    /// How long the lookup may take before the turn goes on without it.
+    pub crm_timeout_ms: u64,
 }
 
 impl Default for VipTrigger {
@@ -254,6 +259,8 @@ impl Default for VipTrigger {
             sentiment_turns: 1,
             question_repeats: 1,
             priority: Priority::High,
+            crm_url: String::new(),
+            crm_timeout_ms: 300,
         }
     }
 }

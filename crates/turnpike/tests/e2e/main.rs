@@ -28,3 +28,4 @@ mod registry_outage;
 mod resume;
 mod routing;
 mod stack;
+mod vip_crm;
