@@ -7,7 +7,19 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 use turnpike_guard::policy::{CompiledPolicy, TenantPolicy};
-use turnpike_guard::{Guard, SessionPii};
+use turnpike_guard::{Guard, PiiMasker, SessionPii};
+
+/// Support messages of about 64 encoder tokens, with and without PII, lower-case and international.
+const PII_TURNS: &[&str] = &[
+    "hello, anna kowalski here. my order 48213 arrived damaged and the box was open, please send the new charger \
+     to hauptstraße 12, 10115 berlin or call me on +49 30 1234 5678 before noon, i am at work after that.",
+    "Hi there, I ordered a blue winter jacket in size M three weeks ago and it still has not arrived. The tracking \
+     page has said in transit for ten days now. Can you check what is going on and tell me when it will come?",
+    "my husband giovanni rossi placed the order on his account but the refund should go to my card, the one ending \
+     in 4242. can you change that? you can reach me at 0039 347 123 4567 or write to me, whatever is easier.",
+    "Please update my delivery address to 12 rue de la Paix, 75002 Paris. I moved last month and the last two \
+     parcels went to the old flat. Also mark the order as a gift and will you grant free shipping this time?",
+];
 
 const TURNS: &[&str] = &[
     "Where is my order? It was supposed to arrive yesterday and the tracking page has not changed in days.",
@@ -54,6 +66,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         input.push(start.elapsed());
     }
     report("input: all checks per turn", input);
+
+    // PII alone (detection and masking), as guard-in and the tool loop run it, on ~64-token messages.
+    let start = Instant::now();
+    let masker = PiiMasker::new()?;
+    println!("pii: masker built (gazetteer parsed once) in {:.1?}", start.elapsed());
+    for t in PII_TURNS.iter().cycle().take(500) {
+        black_box(masker.mask(t, &mut SessionPii::default()));
+    }
+    let mut pii = Vec::with_capacity(20_000);
+    for t in PII_TURNS.iter().cycle().take(20_000) {
+        let mut s = SessionPii::default();
+        let start = Instant::now();
+        black_box(masker.mask(black_box(t), &mut s));
+        pii.push(start.elapsed());
+    }
+    report("pii: detect + mask per ~64-token message", pii);
 
     // Worst case within the default 4000-char limit: long role-play preambles are the longest real turns.
     let long_turns = [

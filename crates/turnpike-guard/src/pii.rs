@@ -174,7 +174,7 @@ pub(crate) struct PiiDetector {
     nino: Regex,
     dni: Regex,
     phone: PhoneFinder,
-    gazetteer: Gazetteer,
+    gazetteer: &'static Gazetteer,
     address: Regex,
     postcode: Regex,
     name: Regex,
@@ -191,7 +191,7 @@ impl PiiDetector {
             nino: r(r"(?i)\b([a-z]{2})[ ]?\d{2}[ ]?\d{2}[ ]?\d{2}[ ]?[a-d]\b")?,
             dni: r(r"(?i)\b(\d{8})[- ]?([a-z])\b")?,
             phone: PhoneFinder::new().map_err(|e| PolicyError::Pattern(e.to_string()))?,
-            gazetteer: Gazetteer::load(),
+            gazetteer: Gazetteer::shared(),
             address: r(
                 r"\b\d{1,5}[a-zA-Z]?\s+(?:[A-Z][a-z]+\s+){1,3}(?i:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|close|crescent|square|sq)\b",
             )?,

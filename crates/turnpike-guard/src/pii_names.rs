@@ -249,7 +249,13 @@ pub(crate) struct Gazetteer {
 }
 
 impl Gazetteer {
-    pub(crate) fn load() -> Self {
+    /// The lists, parsed once per process (every `Guard` shares them).
+    pub(crate) fn shared() -> &'static Gazetteer {
+        static SHARED: std::sync::OnceLock<Gazetteer> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Gazetteer::load)
+    }
+
+    fn load() -> Self {
         let mut sets: [HashSet<String>; 5] = Default::default();
         let mut at = None;
         for line in GAZETTEER.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
