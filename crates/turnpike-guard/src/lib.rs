@@ -19,6 +19,7 @@ pub mod linear;
 pub mod normalize;
 pub mod output;
 pub mod pii;
+mod pii_name_lists;
 mod pii_names;
 mod pii_phone;
 pub mod policy;
