@@ -39,8 +39,12 @@ pub struct RunnerConfig {
     pub retry_min: Duration,
     /// Longest back-off.
     pub retry_max: Duration,
-    /// Dead letters allowed per minute before the stage stops: a bad deploy must not dead-letter everything.
+    /// Dead letters allowed per tenant per minute: past it a tenant's poison is counted apart, and when
+    /// `dlq_tenants_to_stop` tenants are past it the stage stops (a bad deploy must not dead-letter
+    /// everything; one tenant's garbage must not stop the others). See `dlq_cap`.
     pub dlq_max_per_minute: u32,
+    /// Tenants past `dlq_max_per_minute` in one minute that stop the stage (1 for a single-tenant deployment).
+    pub dlq_tenants_to_stop: usize,
     /// Static group membership (`group.instance.id`): a restarted instance with the same id gets its
     /// partitions back at once instead of after a session timeout.
     pub instance_id: Option<String>,
@@ -110,6 +114,11 @@ impl RunnerConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(5),
             dlq_max_per_minute: 600,
+            // A single-tenant deployment sets 1, or a bad deploy would never stop its stages.
+            dlq_tenants_to_stop: std::env::var("TURNPIKE_DLQ_TENANTS_TO_STOP")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2),
             instance_id: None,
             kafka_overrides: Vec::new(),
             exactly_once: s.exactly_once,

@@ -4,6 +4,7 @@
 
 mod config;
 mod consumer;
+mod dlq_cap;
 pub mod metrics_exporter;
 mod runner;
 mod stage;

@@ -9,7 +9,8 @@
 //!   `max_in_flight_per_partition` records, beyond which the partition is paused (never the poll loop).
 //! - **Failures by class.** Retryable: back off exponentially and retry the same record, blocking only its
 //!   session. Poison: dead-letter with the original bytes and headers naming the cause, then move on,
-//!   at most `dlq_max_per_minute` (inputs a stage *rejected* after validating them do not count).
+//!   at most `dlq_max_per_minute` per tenant; the stage stops when `dlq_tenants_to_stop` tenants pass it in
+//!   one minute (inputs a stage *rejected* after validating them do not count; see [`crate::dlq_cap`]).
 //!   Fatal: drain, commit and return an error (the binary exits non-zero).
 //! - **Clean hand-over.** On revoke and on shutdown, in-flight work is drained up to `drain_timeout`,
 //!   offsets are committed synchronously, and only then are partitions released.
@@ -20,6 +21,7 @@
 
 use crate::config::{ConfigError, RunnerConfig};
 use crate::consumer::{self, Dispatch, PollEnd, RunnerConsumer, RunnerContext, Shared};
+use crate::dlq_cap::{Cap, DlqCap};
 use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Source, Stage, StageError};
 use crate::txn::{self, Txn, TxnError};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
@@ -59,7 +61,7 @@ struct Worker<S: Stage> {
     routes: OutputRoutes,
     consumer: Arc<RunnerConsumer>,
     shared: Arc<Shared>,
-    dlq_window: Mutex<(Instant, u32)>,
+    dlq_cap: Mutex<DlqCap>,
     fatal: OnceLock<StageError>,
     stop: CancellationToken,
     /// Exactly-once mode: the transaction the outputs and offsets go into.
@@ -199,7 +201,7 @@ async fn run_once<S: Stage>(
         routes,
         consumer: consumer.clone(),
         shared: shared.clone(),
-        dlq_window: Mutex::new((Instant::now(), 0)),
+        dlq_cap: Mutex::new(DlqCap::new(cfg.dlq_max_per_minute, cfg.dlq_tenants_to_stop, Instant::now())),
         fatal: OnceLock::new(),
         stop: stop.clone(),
         txn: txn.clone(),
@@ -452,7 +454,7 @@ impl<S: Stage> Worker<S> {
             metrics::counter!("turnpike_stage_rejected_total", "stage" => stage, "error_code" => error.code())
                 .increment(1);
         } else {
-            self.check_dlq_rate()?;
+            self.check_dlq_rate(ids.as_ref().map(|(tenant, _, _)| tenant.as_str()))?;
         }
         let mut original_headers = std::collections::HashMap::new();
         if let Some(h) = message.headers() {
@@ -537,22 +539,29 @@ impl<S: Stage> Worker<S> {
         }
     }
 
-    fn check_dlq_rate(&self) -> Result<(), StageError> {
-        let mut w = self.dlq_window.lock().unwrap_or_else(|p| p.into_inner());
-        if w.0.elapsed() >= Duration::from_secs(60) {
-            *w = (Instant::now(), 0);
-        }
-        w.1 += 1;
-        if w.1 > self.cfg.dlq_max_per_minute {
-            return Err(StageError::fatal(
+    /// Counts a dead letter of `tenant` against the per-tenant cap; fails only when enough tenants are
+    /// past it that the stage itself must be failing.
+    fn check_dlq_rate(&self, tenant: Option<&str>) -> Result<(), StageError> {
+        let stage = self.cfg.stage;
+        let verdict = self.dlq_cap.lock().unwrap_or_else(|p| p.into_inner()).count(tenant, Instant::now());
+        match verdict {
+            Cap::Within => Ok(()),
+            Cap::TenantOver { first } => {
+                metrics::counter!("turnpike_stage_dead_letters_over_cap_total", "stage" => stage).increment(1);
+                if first {
+                    tracing::warn!(stage, tenant = tenant.unwrap_or("(unattributed)"), max = self.cfg.dlq_max_per_minute,
+                        "A tenant is past the dead-letter cap; its poison is still dead-lettered, other tenants go on.");
+                }
+                Ok(())
+            }
+            Cap::Stop { tenants } => Err(StageError::fatal(
                 "dlq_rate_exceeded",
                 format!(
-                    "more than {} dead letters within a minute: stopping instead of dead-lettering everything",
+                    "{tenants} tenants past {} dead letters within a minute: stopping instead of dead-lettering everything",
                     self.cfg.dlq_max_per_minute
                 ),
-            ));
+            )),
         }
-        Ok(())
     }
 }
 

@@ -176,20 +176,82 @@ async fn paused_partitions_resume_and_nothing_is_lost_under_back_pressure() {
     p.stop().await;
 }
 
+/// Sends acme a valid turn in a fresh session (ingest remembers a session's message ids, so a fixed id would
+/// be a duplicate on a rerun) and reads the accepted turns until it is among them.
+async fn send_a_good_turn(
+    p: &Pipeline,
+) -> (String, Vec<(rdkafka::message::OwnedMessage, turnpike_schemas::AcceptedTurn)>) {
+    let good = format!("good:{}", unique("c"));
+    p.send_turn(&turn("acme", &good, "m1", "Where is my parcel?")).await;
+    let accepted = read_until::<turnpike_schemas::AcceptedTurn>(
+        &p.endpoints,
+        &p.codec,
+        &p.topic("turnpike.turns.accepted"),
+        6,
+        Duration::from_secs(60),
+        |rs| rs.iter().any(|t| t.session_id == good),
+    )
+    .await;
+    (good, accepted)
+}
+
+/// Ingest's dead letters, read until there are `n`.
+async fn ingest_dead_letters(
+    p: &Pipeline,
+    n: usize,
+) -> Vec<(rdkafka::message::OwnedMessage, turnpike_schemas::DeadLetter)> {
+    read_until(&p.endpoints, &p.codec, &p.topic("turnpike.dlq.ingest"), 1, Duration::from_secs(30), |rs| rs.len() >= n)
+        .await
+}
+
+/// Sends `n` turns of `tenant` whose record key differs from their session id: they decode (so the
+/// tenant is known) and are poison (`key_mismatch`), as a stage failing on every record would make them.
+async fn send_key_mismatched(p: &Pipeline, tenant: &str, n: usize) {
+    let inbound = p.topic("turnpike.turns.inbound");
+    for i in 0..n {
+        let t = turn(tenant, &format!("{tenant}{i}:{}", unique("c")), "m1", "Where is my parcel?");
+        let payload = p.codec.encode(&inbound, &t).await.unwrap();
+        p.send_raw(&inbound, b"not-the-session", &payload).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_stage_dead_lettering_beyond_its_cap_stops_with_an_error() {
+async fn a_stage_poisoning_several_tenants_beyond_the_cap_stops_with_an_error() {
+    // Two tenants past a cap of three in one minute: the stage's own code is failing, so it stops.
     let tuning = turnpike::pipeline::Tuning { dlq_max_per_minute: Some(3), ..Default::default() };
     let p =
         Pipeline::start_custom(&["ingest"], MockConfig::instant(), turnpike_core::Endpoints::from_env(), tuning).await;
-    let inbound = p.topic("turnpike.turns.inbound");
-    for i in 0..6 {
-        p.send_raw(&inbound, format!("s{i}").as_bytes(), b"not avro").await;
-    }
+    send_key_mismatched(&p, "t1", 4).await;
+    send_key_mismatched(&p, "t2", 4).await;
     let result = p.join(Duration::from_secs(60)).await;
     match result {
         Err(turnpike_runner::RunnerError::Fatal { code, .. }) => assert_eq!(code, "dlq_rate_exceeded"),
         other => panic!("expected the stage to stop on the dead-letter cap, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_tenants_garbage_past_the_cap_does_not_stop_ingest_for_the_others() {
+    // Issue 20: a producer flooding the inbound topic used to stop ingest for every tenant through the cap.
+    // Under a cap of three: twelve records that are not Avro (unattributed) and twelve poison turns of one
+    // tenant, then another tenant's turn, which must be accepted with the stage still running.
+    let tuning = turnpike::pipeline::Tuning { dlq_max_per_minute: Some(3), ..Default::default() };
+    let p =
+        Pipeline::start_custom(&["ingest"], MockConfig::instant(), turnpike_core::Endpoints::from_env(), tuning).await;
+    let inbound = p.topic("turnpike.turns.inbound");
+    for i in 0..12 {
+        p.send_raw(&inbound, format!("g{i}").as_bytes(), b"\x00garbage, not avro").await;
+    }
+    send_key_mismatched(&p, "noisy", 12).await;
+    let (good, accepted) = send_a_good_turn(&p).await;
+    assert!(accepted.iter().any(|(_, t)| t.session_id == good), "acme's turn went through the flood");
+    let letters = ingest_dead_letters(&p, 24).await;
+    assert_eq!(letters.len(), 24, "every poison record is dead-lettered, past the cap too");
+    let noisy = letters.iter().filter(|(_, d)| d.tenant_id == "noisy" && d.error_code == "key_mismatch").count();
+    assert_eq!(noisy, 12, "the tenant's poison is attributed to it");
+    assert_eq!(letters.iter().filter(|(_, d)| d.tenant_id.is_empty()).count(), 12, "garbage is unattributed");
+    assert!(!p.task.as_ref().unwrap().is_finished(), "ingest is still running");
+    p.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -202,29 +264,10 @@ async fn rejected_client_input_is_dead_lettered_without_counting_toward_the_cap(
     for i in 0..6 {
         p.send_turn(&turn("acme", &format!("bad{i}:c"), "m1", "   ")).await;
     }
-    // A fresh session: ingest remembers a session's message ids, so a fixed id would be a duplicate on a rerun.
-    let good = format!("good:{}", unique("c"));
-    p.send_turn(&turn("acme", &good, "m1", "Where is my parcel?")).await;
-    let accepted = read_until::<turnpike_schemas::AcceptedTurn>(
-        &p.endpoints,
-        &p.codec,
-        &p.topic("turnpike.turns.accepted"),
-        6,
-        Duration::from_secs(60),
-        |rs| rs.iter().any(|t| t.session_id == good),
-    )
-    .await;
+    let (good, accepted) = send_a_good_turn(&p).await;
     assert!(accepted.iter().any(|(_, t)| t.session_id == good), "the valid turn after the rejects went through");
     assert!(accepted.iter().all(|(_, t)| !t.session_id.starts_with("bad")), "a rejected turn was accepted");
-    let letters = read_until::<turnpike_schemas::DeadLetter>(
-        &p.endpoints,
-        &p.codec,
-        &p.topic("turnpike.dlq.ingest"),
-        1,
-        Duration::from_secs(30),
-        |rs| rs.len() >= 6,
-    )
-    .await;
+    let letters = ingest_dead_letters(&p, 6).await;
     assert_eq!(letters.len(), 6, "every reject is dead-lettered");
     assert!(letters.iter().all(|(_, d)| d.error_code == "invalid_turn" && d.reason.contains("text is empty")));
     p.stop().await;
