@@ -150,12 +150,20 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && !id.chars().any(|c| c.is_control() || c == '{' || c == '}')
 }
 
+/// A tenant id must also be free of `:`, the separator of `tenant:user:conversation` in the gateway's
+/// Redis keys: tenant `acme:u1` with user `x` would otherwise share the event stream of acme's user `u1:x`.
+fn valid_tenant(id: &str) -> bool {
+    valid_id(id) && !id.contains(':')
+}
+
 impl Authenticator {
     pub fn new(cfg: &AuthConfig) -> Result<Authenticator, ConfigError> {
         let keys = cfg.jwt.keys.iter().map(load_key).collect::<Result<Vec<_>, _>>()?;
         let validation = |alg| {
             let mut v = Validation::new(alg);
             v.leeway = cfg.jwt.leeway_secs;
+            // Off by default in jsonwebtoken: a token whose `nbf` is in the future was accepted.
+            v.validate_nbf = true;
             let mut required = vec!["exp", "sub"];
             if let Some(iss) = &cfg.jwt.issuer {
                 v.set_issuer(&[iss]);
@@ -215,7 +223,7 @@ impl Authenticator {
             match jsonwebtoken::decode::<Claims>(token, &key.key, validation) {
                 Ok(data) => {
                     let c = data.claims;
-                    if !valid_id(&c.sub) || !valid_id(&c.tenant) {
+                    if !valid_id(&c.sub) || !valid_tenant(&c.tenant) {
                         return Err(AuthError::Invalid("claims `sub` and `tenant` must be non-empty ids"));
                     }
                     if !key.tenants.is_empty() && !key.tenants.contains(&c.tenant) {
@@ -262,21 +270,26 @@ mod tests {
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
+    /// The HS256 test key, allowed to sign for `tenants` (none: for every tenant).
+    fn hs256_key(tenants: Vec<String>) -> JwtKeyConfig {
+        JwtKeyConfig {
+            alg: "HS256".into(),
+            kid: None,
+            secret: Some(SECRET.into()),
+            secret_env: None,
+            public_key_pem: None,
+            public_key_pem_file: None,
+            tenants,
+        }
+    }
+
     fn auth() -> Authenticator {
         Authenticator::new(&AuthConfig {
             jwt: JwtConfig {
                 issuer: Some("iss".into()),
                 audience: Some("aud".into()),
                 leeway_secs: 0,
-                keys: vec![JwtKeyConfig {
-                    alg: "HS256".into(),
-                    kid: None,
-                    secret: Some(SECRET.into()),
-                    secret_env: None,
-                    public_key_pem: None,
-                    public_key_pem_file: None,
-                    tenants: vec!["acme".into()],
-                }],
+                keys: vec![hs256_key(vec!["acme".into()])],
             },
             api_keys: vec![ApiKeyConfig { tenant: "beta".into(), name: "b".into(), sha256: api_key_hash("k-beta") }],
         })
@@ -348,5 +361,65 @@ mod tests {
         let q = HashMap::from([("access_token".to_string(), "xyz".to_string())]);
         assert_eq!(Presented::from_parts(&HeaderMap::new(), &q).bearer.as_deref(), Some("xyz"));
         assert_eq!(api_key_hash("test"), "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08");
+    }
+
+    fn code_of(a: &Authenticator, header: Header, claims: serde_json::Value) -> &'static str {
+        let t = encode(&header, &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap();
+        a.authenticate(&bearer(t)).map(|_| "ok").unwrap_or_else(|e| e.code())
+    }
+
+    #[test]
+    fn not_yet_valid_wrong_audience_and_missing_claims_are_refused() {
+        let a = auth();
+        let now = jsonwebtoken::get_current_timestamp() as i64;
+        let mut early = claims("acme", 600);
+        early["nbf"] = json!(now + 300);
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS256), early), "invalid_credential");
+        let mut started = claims("acme", 600);
+        started["nbf"] = json!(now - 10);
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS256), started), "ok");
+        let mut wrong_aud = claims("acme", 600);
+        wrong_aud["aud"] = json!("another-service");
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS256), wrong_aud), "invalid_credential");
+        for missing in ["exp", "sub", "iss", "aud", "tenant"] {
+            let mut c = claims("acme", 600);
+            c.as_object_mut().unwrap().remove(missing);
+            assert_eq!(code_of(&a, Header::new(Algorithm::HS256), c), "invalid_credential", "without {missing}");
+        }
+    }
+
+    #[test]
+    fn alg_none_and_algorithm_confusion_are_refused() {
+        use base64::Engine;
+        let a = auth();
+        let b64 = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        let unsigned = format!("{}.{}.", b64(json!({"alg": "none", "typ": "JWT"})), b64(claims("acme", 600)));
+        assert_eq!(a.authenticate(&bearer(unsigned)).unwrap_err().code(), "invalid_credential");
+        // A valid HS256 signature under a header that claims another algorithm.
+        let good = token(claims("acme", 600), SECRET);
+        let (_, rest) = good.split_once('.').unwrap();
+        for alg in ["none", "HS512", "RS256", "ES256"] {
+            let forged = format!("{}.{rest}", b64(json!({"alg": alg, "typ": "JWT"})));
+            assert_eq!(a.authenticate(&bearer(forged)).unwrap_err().code(), "invalid_credential", "alg {alg}");
+        }
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS384), claims("acme", 600)), "invalid_credential");
+    }
+
+    #[test]
+    fn a_removed_tenants_api_key_and_a_tenant_with_the_key_separator_are_refused() {
+        // The configuration after beta left: its key is no longer listed.
+        let mut cfg_without_beta = AuthConfig::default();
+        // An identity provider trusted for every tenant: the claim alone names the tenant.
+        cfg_without_beta.jwt.keys = vec![hs256_key(vec![])];
+        let a = Authenticator::new(&cfg_without_beta).unwrap();
+        let p = Presented { api_key: Some("k-beta".into()), user_header: Some("bob".into()), ..Default::default() };
+        assert_eq!(a.authenticate(&p).unwrap_err().code(), "invalid_credential");
+        let mut c = claims("acme:u1", 600);
+        c.as_object_mut().unwrap().retain(|k, _| k != "iss" && k != "aud");
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS256), c), "invalid_credential");
+        let mut c = claims("acme", 600);
+        c.as_object_mut().unwrap().retain(|k, _| k != "iss" && k != "aud");
+        c["sub"] = json!("u1:x");
+        assert_eq!(code_of(&a, Header::new(Algorithm::HS256), c), "ok", "a user id may hold a colon");
     }
 }

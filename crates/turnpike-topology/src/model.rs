@@ -153,13 +153,34 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let (num, unit) = text.split_at(split);
     let unit = unit.trim();
     let n: u64 = num.parse().map_err(|_| format!("`{text}` is not a duration such as 7d, 12h or 30m"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let per_unit: u64 = match unit {
+        "ms" if n <= i64::MAX as u64 => return Ok(Duration::from_millis(n)),
+        "ms" => return Err(format!("`{text}` is too long a duration")),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("`{text}` has unknown unit `{unit}` (use ms, s, m, h or d)")),
     };
-    Ok(Duration::from_secs(secs))
+    // Checked: `99999999999999999999d` overflowed (a panic in debug builds, a wrong retention in release;
+    // found by the `topology_file` fuzz target). Kafka takes milliseconds as an i64.
+    n.checked_mul(per_unit)
+        .filter(|secs| secs.checked_mul(1000).is_some_and(|ms| ms <= i64::MAX as u64))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long a duration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    /// Regression (fuzz target `topology_file`): a retention too long for Kafka is an error, not an overflow.
+    #[test]
+    fn a_duration_too_long_for_kafka_is_refused() {
+        assert_eq!(parse_duration("7d").unwrap().as_secs(), 7 * 86_400);
+        assert!(parse_duration("99999999999999999999d").is_err(), "not even a u64");
+        assert!(parse_duration("999999999999999999d").is_err());
+        assert!(parse_duration("18446744073709551615ms").is_err());
+        assert_eq!(parse_duration("9223372036854775807ms").unwrap().as_millis(), i64::MAX as u128);
+    }
 }

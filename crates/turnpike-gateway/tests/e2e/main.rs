@@ -9,4 +9,5 @@ mod common;
 mod browser;
 mod connection_limits;
 mod gateway;
+mod isolation;
 mod redis_scripts;
