@@ -26,7 +26,7 @@ fn fuzz_guard_input_check() {
     let (guard, policy) = (Guard::new().unwrap(), policy());
     let email = "jane.doe42@example.com";
     let strategy = (turnpike_fuzz::text_from(seeds()), turnpike_fuzz::text_from(seeds()), any::<bool>());
-    turnpike_fuzz::run("guard_input", 800, strategy, |(before, after, with_email)| {
+    turnpike_fuzz::run("guard_input", 3_000, strategy, |(before, after, with_email)| {
         let text = if with_email { format!("{before} {email} {after}") } else { format!("{before}{after}") };
         let v = guard.check_input(&policy, &text, &mut SessionPii::default());
         for s in &v.pii_spans {
@@ -73,7 +73,7 @@ fn trimmed(releases: Vec<Release>) -> Vec<Release> {
 fn fuzz_guard_output_check() {
     let (guard, policy) = (Guard::new().unwrap(), policy());
     let strategy = (turnpike_fuzz::text_from(seeds()), turnpike_fuzz::proptest::collection::vec(any::<usize>(), 0..6));
-    turnpike_fuzz::run("guard_output", 1_500, strategy, |(reply, cuts)| {
+    turnpike_fuzz::run("guard_output", 10_000, strategy, |(reply, cuts)| {
         let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (reply.len() + 1)).collect();
         cuts.retain(|c| reply.is_char_boundary(*c));
         cuts.extend([0, reply.len()]);
@@ -99,7 +99,7 @@ fn fuzz_guard_policy_documents() {
         br#"{"injection": {"threshold": 0.5, "extra_phrases": ["ignore"]}, "limits": {"max_chars": 4000}}"#.to_vec(),
         br#"{"pii": {"kinds": ["email", "card"]}, "handoff_phrases": ["human"]}"#.to_vec(),
     ];
-    turnpike_fuzz::run("guard_policy", 3_000, turnpike_fuzz::text_from(seeds), |doc| {
+    turnpike_fuzz::run("guard_policy", 20_000, turnpike_fuzz::text_from(seeds), |doc| {
         let _ = CompiledPolicy::from_json(&doc);
         Ok(())
     });
