@@ -221,6 +221,13 @@ pub(crate) const STREET_ANYCASE: &[&str] = &[
     "gatan",
     "vägen",
     "gade",
+    "al",
+    "rúa",
+    "voie",
+    "venelle",
+    "quai",
+    "cours",
+    "prom",
 ];
 
 /// Endings of one-word street names ("Hauptstraße", "Kerkstraat", "Storgatan") followed by a house number.

@@ -154,11 +154,18 @@ impl Gazetteer {
         let mut out = Vec::new();
         for (i, t) in toks.iter().enumerate() {
             let anycase = STREET_ANYCASE.contains(&t.lower.as_str());
-            let listed = anycase || (t.cap && self.street.contains(&t.lower));
+            // A street word that is also an English word ("trail", "way") counts lower-cased only behind a
+            // house number and street-name words that are not ordinary words ("529 kissling trail", not
+            // "3 green lights").
+            let lower_listed = !anycase && !t.cap && self.street.contains(&t.lower);
+            let listed = anycase || (t.cap && self.street.contains(&t.lower)) || lower_listed;
+            // Lower-cased one-word streets ("thymianweg 97") must be words in no list.
             let compound = !listed
-                && STREET_ENDINGS
-                    .iter()
-                    .any(|e| t.lower.len() > e.len() + 2 && t.lower.ends_with(e) && (t.cap || e.chars().count() >= 5));
+                && STREET_ENDINGS.iter().any(|e| {
+                    t.lower.len() > e.len() + 2
+                        && t.lower.ends_with(e)
+                        && (t.cap || e.chars().count() >= 5 || self.unknown(t))
+                });
             if !listed && !compound {
                 continue;
             }
@@ -167,8 +174,13 @@ impl Gazetteer {
             let word_ok = |k: &Tok| k.cap || anycase || compound || PARTICLES.contains(&k.lower.as_str());
             let mut right = t.end;
             let mut j = i;
-            let mut after = number_right_after(text, t.end);
-            while after.is_none() && j + 1 < toks.len() && j < i + 4 && joined(text, &toks[j], &toks[j + 1]) {
+            let mut after = if lower_listed { None } else { number_right_after(text, t.end) };
+            while !lower_listed
+                && after.is_none()
+                && j + 1 < toks.len()
+                && j < i + 4
+                && joined(text, &toks[j], &toks[j + 1])
+            {
                 j += 1;
                 if !word_ok(&toks[j]) {
                     break;
@@ -179,10 +191,11 @@ impl Gazetteer {
                 after = number_right_after(text, toks[j].end);
             }
             let mut left = i;
-            let mut before = number_right_before(text, t.start);
+            let mut before = if lower_listed { None } else { number_right_before(text, t.start) };
             while before.is_none() && left > 0 && left + 3 > i && adjacent(text, &toks[left - 1], &toks[left]) {
                 left -= 1;
-                if !(toks[left].cap || anycase || compound) {
+                let name_word = self.unknown(&toks[left]) || self.strong(&toks[left]);
+                if !(toks[left].cap || anycase || compound || (lower_listed && name_word)) {
                     break;
                 }
                 before = number_right_before(text, toks[left].start);
