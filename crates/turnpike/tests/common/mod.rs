@@ -188,6 +188,13 @@ impl Pipeline {
         .collect()
     }
 
+    /// The records of topic `base` (this pipeline's copy) once there is at least one, or none after `timeout`.
+    pub async fn records<R: Record>(&self, base: &str, timeout: Duration) -> Vec<R> {
+        let topic = self.topic(base);
+        let read = read_until::<R>(&self.endpoints, &self.codec, &topic, 6, timeout, |rs| !rs.is_empty()).await;
+        read.into_iter().map(|(_, r)| r).collect()
+    }
+
     /// Waits for the pipeline to stop by itself and returns its result.
     pub async fn join(mut self, timeout: Duration) -> Result<(), turnpike_runner::RunnerError> {
         let task = self.task.take().expect("pipeline already joined");
@@ -317,6 +324,14 @@ pub async fn read_until<R: Record>(
         records.push(r);
     }
     raw.into_iter().zip(records).collect()
+}
+
+/// Serves `app` on a free loopback port for the rest of the test process; returns its `http://host:port`.
+pub async fn serve_http(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 /// A TCP forwarder to `target` (`host:port`) that starts switched off: while off, it refuses service by

@@ -252,10 +252,7 @@ async fn order_lookup() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_js
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/orders", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, seen)
+    (serve_http(app).await + "/orders", seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

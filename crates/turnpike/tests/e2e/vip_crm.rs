@@ -25,10 +25,7 @@ async fn crm(tiers: HashMap<String, &'static str>) -> (String, Arc<Mutex<HashMap
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/customers", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, calls)
+    (serve_http(app).await + "/customers", calls)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -70,16 +67,8 @@ async fn a_customer_the_crm_calls_platinum_is_handed_off_at_once_and_a_standard_
     assert_eq!(reason(&vs), [Some("handoff".to_string())], "{finals:?}");
     assert_eq!(reason(&ps), [Some("stop".to_string()), Some("stop".to_string())], "{finals:?}");
 
-    let requests = read_until::<HandoffRequest>(
-        &p.endpoints,
-        &p.codec,
-        &p.topic("turnpike.handoff.requests"),
-        6,
-        Duration::from_secs(30),
-        |rs| !rs.is_empty(),
-    )
-    .await;
-    let r = &requests.iter().find(|(_, r)| r.session_id == vs).expect("the VIP's handoff request").1;
+    let requests: Vec<HandoffRequest> = p.records("turnpike.handoff.requests", Duration::from_secs(30)).await;
+    let r = requests.iter().find(|r| r.session_id == vs).expect("the VIP's handoff request");
     assert_eq!((r.reason.as_str(), r.priority.as_str()), ("vip", "high"), "{r:?}");
     assert!(r.tags.contains(&"tier:platinum".to_string()), "{r:?}");
     let calls = calls.lock().unwrap().clone();
