@@ -13,11 +13,13 @@ use crate::limiter::{estimate_tokens, Admission};
 use crate::App;
 use axum::http::StatusCode;
 use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashMap;
 use std::time::Duration;
+use turnpike_runner::trace;
 use turnpike_schemas::{Codec, InboundTurn};
 
 /// A message as a client sends it (the `message` frame, or the POST body).
@@ -93,21 +95,63 @@ impl Inbound {
         Ok(Inbound { producer, codec, topic })
     }
 
-    /// Produces `turn` and waits for the acknowledgement, at most `timeout`.
-    pub async fn send(&self, turn: &InboundTurn, timeout: Duration) -> Result<(), String> {
+    /// Produces `turn` with its trace context (the gateway's span: the parent of ingest's) and waits for the
+    /// acknowledgement, at most `timeout`. Records the gateway's span when spans are exported.
+    pub async fn send(&self, turn: &InboundTurn, timeout: Duration, trace: Traced) -> Result<(), String> {
+        let started = std::time::SystemTime::now();
         let payload = self.codec.encode(&self.topic, turn).await.map_err(|e| e.to_string())?;
-        let record = FutureRecord::to(&self.topic).key(turn.session_id.as_bytes()).payload(&payload);
+        let traceparent = trace.ctx.header();
+        let headers = OwnedHeaders::new().insert(Header { key: trace::TRACEPARENT, value: Some(traceparent.as_str()) });
+        let record = FutureRecord::to(&self.topic).key(turn.session_id.as_bytes()).payload(&payload).headers(headers);
         let delivery = self.producer.send(record, Duration::from_millis(100));
-        match tokio::time::timeout(timeout, delivery).await {
-            Ok(Ok(_)) => Ok(()),
+        let result = match tokio::time::timeout(timeout, delivery).await {
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
             Ok(Err((e, _))) => Err(e.to_string()),
             Err(_) => Err(format!("no acknowledgement within {timeout:?}")),
+        };
+        if trace::enabled() {
+            let (partition, offset) = result.clone().unwrap_or((-1, -1));
+            trace::record(trace::SpanRecord {
+                ctx: trace.ctx,
+                parent: trace.parent,
+                stage: "gateway",
+                turn_id: turn.turn_id.clone().unwrap_or_default(),
+                tenant: turnpike_core::tenant_label(&turn.tenant_id),
+                topic: self.topic.clone(),
+                partition,
+                offset,
+                start: started,
+                end: std::time::SystemTime::now(),
+                error: result.as_ref().err().map(|_| "produce"),
+            });
         }
+        result.map(|_| ())
+    }
+}
+
+/// The gateway's span of a turn: a child of the caller's `traceparent` when it sent a valid one, else the
+/// root of a new trace.
+#[derive(Clone, Copy, Debug)]
+pub struct Traced {
+    pub ctx: trace::TraceContext,
+    pub parent: Option<[u8; 8]>,
+}
+
+impl Traced {
+    pub fn from_header(traceparent: Option<&str>) -> Traced {
+        let parent = traceparent.and_then(trace::TraceContext::parse);
+        Traced { ctx: trace::TraceContext::child_of(parent.as_ref()), parent: parent.map(|p| p.span_id) }
     }
 }
 
 /// Validates, admits and produces one message of `principal`; `channel` is `ws` or `sse`.
-pub async fn accept(app: &App, principal: &Principal, m: MessageIn, channel: &str) -> Result<Accepted, ApiError> {
+pub async fn accept(
+    app: &App,
+    principal: &Principal,
+    m: MessageIn,
+    channel: &str,
+    traceparent: Option<&str>,
+) -> Result<Accepted, ApiError> {
     let message_id = match m.message_id {
         Some(id) if valid_message_id(&id) => id,
         Some(_) => return Err(ApiError::invalid("message_id must be 1-128 of A-Z a-z 0-9 _ - . :")),
@@ -172,7 +216,8 @@ pub async fn accept(app: &App, principal: &Principal, m: MessageIn, channel: &st
         sent_at_ms: turnpike_runner::now_ms(),
         attributes: m.attributes,
     };
-    if let Err(e) = app.inbound.send(&turn, app.cfg.limits.produce_timeout()).await {
+    let traced = Traced::from_header(traceparent);
+    if let Err(e) = app.inbound.send(&turn, app.cfg.limits.produce_timeout(), traced).await {
         tracing::warn!(tenant, error = %e, "Inbound produce failed; the message was refused.");
         if admission == Admission::Admitted {
             if let Err(e) = app.limiter.refund(tenant, user, &session, &message_id).await {

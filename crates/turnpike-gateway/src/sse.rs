@@ -41,7 +41,9 @@ pub async fn post_message(
         Ok(m) => m,
         Err(e) => return ApiError::invalid(format!("not a valid message: {e}")).into_response(),
     };
-    match ingress::accept(&app, &principal, m, "sse").await {
+    // A caller that traces (W3C Trace Context) gets the turn in its trace; otherwise the gateway starts one.
+    let traceparent = headers.get(turnpike_runner::trace::TRACEPARENT).and_then(|v| v.to_str().ok());
+    match ingress::accept(&app, &principal, m, "sse", traceparent).await {
         Ok(accepted) => {
             app.ttft.accepted(&accepted.turn_id);
             (StatusCode::ACCEPTED, [("content-type", "application/json")], accepted.to_json()).into_response()

@@ -231,7 +231,7 @@ impl Connection {
         if !self.feeds.iter().any(|f| f.conversation == m.conversation_id) {
             self.open(&m.conversation_id, Start::Latest).await.map_err(|e| e.for_message(m.message_id.as_deref()))?;
         }
-        let accepted = ingress::accept(&self.app, &self.principal, m, "ws").await?;
+        let accepted = ingress::accept(&self.app, &self.principal, m, "ws", None).await?;
         self.app.ttft.accepted(&accepted.turn_id);
         Ok(accepted.to_json())
     }

@@ -8,6 +8,7 @@ mod dlq_cap;
 pub mod metrics_exporter;
 mod runner;
 mod stage;
+pub mod trace;
 mod tracker;
 mod txn;
 

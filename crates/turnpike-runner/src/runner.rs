@@ -23,6 +23,7 @@ use crate::config::{ConfigError, RunnerConfig};
 use crate::consumer::{self, Dispatch, PollEnd, RunnerConsumer, RunnerContext, Shared};
 use crate::dlq_cap::{Cap, DlqCap};
 use crate::stage::{send_with_backpressure, Emitter, OutputRoutes, Source, Stage, StageError};
+use crate::trace;
 use crate::txn::{self, Txn, TxnError};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, Producer};
@@ -31,6 +32,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OwnedRwLockReadGuard;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use turnpike_core::{Classify, ErrorClass};
 use turnpike_schemas::{Codec, DeadLetter, Record};
 
@@ -352,6 +354,18 @@ async fn session_task<S: Stage>(w: Arc<Worker<S>>, d: Dispatch) {
     }
 }
 
+/// Waits for Kafka's acknowledgement of every record emitted for one input.
+async fn deliveries(pending: Vec<(String, rdkafka::producer::DeliveryFuture)>) -> Result<(), StageError> {
+    for (topic, delivery) in pending {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(StageError::retryable("delivery", format!("{topic}: {e}"))),
+            Err(_) => return Err(StageError::retryable("delivery", format!("{topic}: delivery cancelled"))),
+        }
+    }
+    Ok(())
+}
+
 /// The code of the error that ends a task whose transaction was broken (the runner restarts).
 const TXN_BROKEN: &str = "txn_broken";
 
@@ -426,19 +440,49 @@ impl<S: Stage> Worker<S> {
         }
         let source =
             Source { topic: message.topic().to_string(), partition: message.partition(), offset: message.offset() };
-        let mut out = Emitter::new(self.routes.clone(), key.to_vec(), source);
-        let result = self.stage.process(input, &mut out).await;
+        // The turn's trace goes on: the input's `traceparent` (or a new trace) and a span of this stage.
+        let parent = message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key.eq_ignore_ascii_case(trace::TRACEPARENT)))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(trace::TraceContext::parse);
+        let ctx = trace::TraceContext::child_of(parent.as_ref());
+        let (tenant, mut turn_id) = (turnpike_core::tenant_label(input.tenant_id()), input.turn_id().to_string());
+        let span =
+            tracing::info_span!("turn", stage = self.cfg.stage, turn_id = %turn_id, trace_id = %ctx.trace_id_hex());
+        let started = std::time::SystemTime::now();
+        let mut out = Emitter::new(self.routes.clone(), key.to_vec(), source.clone(), ctx);
+        let result = self.stage.process(input, &mut out).instrument(span.clone()).await;
         let pending = out.take_pending();
         *emitted = pending.len();
-        result?;
-        for (topic, delivery) in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(StageError::retryable("delivery", format!("{topic}: {e}"))),
-                Err(_) => return Err(StageError::retryable("delivery", format!("{topic}: delivery cancelled"))),
-            }
+        if turn_id.is_empty() {
+            turn_id = out.emitted_turn().unwrap_or_default();
         }
-        Ok(())
+        let result = match result {
+            Ok(()) => deliveries(pending).await,
+            Err(e) => Err(e),
+        };
+        span.in_scope(|| match &result {
+            Ok(()) => tracing::debug!(turn_id = %turn_id, emitted = *emitted, "Record processed."),
+            Err(e) => tracing::debug!(turn_id = %turn_id, code = e.code(), "Record failed."),
+        });
+        if trace::enabled() {
+            trace::record(trace::SpanRecord {
+                ctx,
+                parent: parent.map(|p| p.span_id),
+                stage: self.cfg.stage,
+                turn_id,
+                tenant,
+                topic: source.topic,
+                partition: source.partition,
+                offset: source.offset,
+                start: started,
+                end: std::time::SystemTime::now(),
+                error: result.as_ref().err().map(|e| e.code()),
+            });
+        }
+        result
     }
 
     /// Writes a dead letter and waits for its acknowledgement; retries until it is written (a dead letter

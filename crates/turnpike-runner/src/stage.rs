@@ -104,6 +104,10 @@ pub struct Emitter {
     key: Vec<u8>,
     source: Source,
     pending: Vec<(String, DeliveryFuture)>,
+    /// This stage's span of the turn's trace: its `traceparent` goes on every emitted record.
+    trace: crate::trace::TraceContext,
+    /// The turn id of the first record emitted (ingest gives an inbound turn its id).
+    emitted_turn: Option<String>,
 }
 
 /// Where the input being processed was read from. Stable across redeliveries of the same record, so a stage
@@ -117,8 +121,13 @@ pub struct Source {
 }
 
 impl Emitter {
-    pub(crate) fn new(routes: OutputRoutes, key: Vec<u8>, source: Source) -> Self {
-        Emitter { routes, key, source, pending: Vec::new() }
+    pub(crate) fn new(routes: OutputRoutes, key: Vec<u8>, source: Source, trace: crate::trace::TraceContext) -> Self {
+        Emitter { routes, key, source, pending: Vec::new(), trace, emitted_turn: None }
+    }
+
+    /// The turn id of the first record emitted, if any.
+    pub(crate) fn emitted_turn(&mut self) -> Option<String> {
+        self.emitted_turn.take()
     }
 
     /// The input record's position.
@@ -146,7 +155,13 @@ impl Emitter {
             )
         })?;
         let payload = self.routes.codec.encode(topic, record).await.map_err(StageError::from_classified)?;
-        let headers = OwnedHeaders::new().insert(Header { key: "turnpike-stage", value: Some(self.routes.stage) });
+        let traceparent = self.trace.header();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: "turnpike-stage", value: Some(self.routes.stage) })
+            .insert(Header { key: crate::trace::TRACEPARENT, value: Some(traceparent.as_str()) });
+        if self.emitted_turn.is_none() {
+            self.emitted_turn = Some(record.turn_id().to_string());
+        }
         let delivery = send_with_backpressure(&self.routes.producer, topic, &self.key, &payload, headers).await?;
         metrics::counter!("turnpike_stage_messages_out_total", "stage" => self.routes.stage, "topic" => topic.clone())
             .increment(1);

@@ -105,7 +105,7 @@ fn gateway_binary() -> PathBuf {
     bin
 }
 
-const API_KEY: &str = "obs-test-key-1";
+pub const API_KEY: &str = "obs-test-key-1";
 const API_KEY_SHA256: &str = "90b49fc016702a3761d95783f8b2571733069e2d9ab32e35ec33c5a27e163069";
 
 /// A GET of Prometheus' HTTP API, its JSON answer.
@@ -113,6 +113,31 @@ async fn get_json(url: &str, params: &[(&str, &str)]) -> Value {
     let url = reqwest::Url::parse_with_params(url, params).unwrap();
     let answer = reqwest::get(url).await.unwrap();
     answer.json().await.unwrap()
+}
+
+/// `turnpike-gateway` on the pipeline's topics with one API key for acme ([`API_KEY`]) and `env`, logging
+/// to `dir/gateway.log`: the process, its client port and its metrics port.
+pub fn start_gateway(p: &Pipeline, dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> (KillOnDrop, u16, u16) {
+    let (port, metrics) = (free_port(), free_port());
+    let config = dir.join("gateway.toml");
+    let key = format!("[[auth.api_keys]]\ntenant = \"acme\"\nname = \"obs\"\nsha256 = \"{API_KEY_SHA256}\"\n");
+    std::fs::write(&config, key).unwrap();
+    let log = std::fs::File::create(dir.join("gateway.log")).unwrap();
+    let mut cmd = Command::new(gateway_binary());
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--topology")
+        .arg(root().join("topology/turnpike.toml"))
+        .args(["--topic-prefix", &p.prefix])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(["--instance-id", &unique("gw")])
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    (KillOnDrop::spawn(&mut cmd), port, metrics)
 }
 
 /// Queries Prometheus' HTTP API: the `data` of a successful answer, or panics with its error.
@@ -131,29 +156,8 @@ async fn prometheus_scrapes_the_pipeline_and_gateway_and_every_panel_query_runs(
     let run =
         RunProcess::start(&p, &[("TURNPIKE_TENANTS_CONFIG", tenants.as_os_str())], &dir.path().join("run.log")).await;
 
-    // The gateway, with one API key for acme, on the pipeline's topics.
-    let (gw_port, gw_metrics) = (free_port(), free_port());
-    let gw_config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &gw_config,
-        format!("[[auth.api_keys]]\ntenant = \"acme\"\nname = \"obs\"\nsha256 = \"{API_KEY_SHA256}\"\n"),
-    )
-    .unwrap();
-    let gw_log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
-    let _gateway = KillOnDrop::spawn(
-        Command::new(gateway_binary())
-            .arg("--config")
-            .arg(&gw_config)
-            .arg("--topology")
-            .arg(root().join("topology/turnpike.toml"))
-            .args(["--topic-prefix", &p.prefix])
-            .args(["--listen", &format!("127.0.0.1:{gw_port}"), "--metrics-addr", &format!("127.0.0.1:{gw_metrics}")])
-            .args(["--instance-id", &unique("gw")])
-            .env("TURNPIKE_TENANTS_CONFIG", &tenants)
-            .env("RUST_LOG", "info")
-            .stdout(gw_log.try_clone().unwrap())
-            .stderr(gw_log),
-    );
+    let (_gateway, gw_port, gw_metrics) =
+        start_gateway(&p, dir.path(), &[("TURNPIKE_TENANTS_CONFIG", tenants.as_os_str())]);
 
     // Prometheus with its own config, data folder and port; the shipped alert rules loaded.
     let prom_port = free_port();
