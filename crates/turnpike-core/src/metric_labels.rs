@@ -94,7 +94,10 @@ pub fn init_from_env() -> Result<&'static TenantLabels, TenantConfigError> {
 /// when [`init_from_env`] was not called; an unreadable file then labels every tenant `other`, and the stage
 /// that reads the same file for its policies reports the error).
 pub fn tenant_label(tenant: &str) -> &'static str {
-    LABELS.get_or_init(|| init_from_env().cloned().unwrap_or_default()).label(tenant)
+    // Not through `init_from_env`: initialising the cell from inside its own initialiser deadlocks.
+    let labels = LABELS
+        .get_or_init(|| TenantsConfig::from_env().and_then(|c| TenantLabels::from_config(&c)).unwrap_or_default());
+    labels.label(tenant)
 }
 
 #[cfg(test)]
@@ -146,6 +149,16 @@ mod tests {
         let err = TenantsConfig::parse("[metrics]\ntenant = [\"a\"]").unwrap_err().to_string();
         assert!(err.contains("metrics.tenant"), "{err}");
         assert!(TenantsConfig::parse("[metrics]\ntenants = \"acme\"").is_err(), "a string is not a list");
+    }
+
+    #[test]
+    fn the_process_rule_initialises_itself_on_first_use() {
+        // Stages in tests run without `init_from_env`: the first label must not wait on itself.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(tenant_label("someone")).unwrap());
+        let label = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("tenant_label deadlocked");
+        assert_eq!(label, OTHER);
+        assert_eq!(init_from_env().unwrap().label("someone"), OTHER, "init after first use returns the rule");
     }
 
     #[test]
