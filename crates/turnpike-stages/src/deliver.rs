@@ -121,6 +121,22 @@ impl Deliver {
     }
 }
 
+/// The transcript row of a record deliver publishes: who said `content` in which turn, and when.
+fn transcript_row(c: &CheckedReplyChunk, role: &str, content: String) -> TranscriptRow {
+    TranscriptRow {
+        tenant_id: c.tenant_id.clone(),
+        session_id: c.session_id.clone(),
+        seq: c.seq,
+        role: role.into(),
+        turn_id: c.turn_id.clone(),
+        content,
+        channel: Some(c.channel.clone()),
+        finish_reason: c.finish_reason.clone(),
+        created_at: Some(scylla::value::CqlTimestamp(now_ms())),
+        ..Default::default()
+    }
+}
+
 impl Stage for Deliver {
     type In = CheckedReplyChunk;
 
@@ -187,22 +203,13 @@ impl Stage for Deliver {
         self.deps
             .transcript
             .append(&TranscriptRow {
-                tenant_id: c.tenant_id.clone(),
-                session_id: c.session_id.clone(),
-                seq: c.seq,
-                role: "assistant".into(),
-                turn_id: c.turn_id.clone(),
-                content: text.clone(),
-                channel: Some(c.channel.clone()),
                 model: c.model.clone(),
                 tier: c.tier.clone(),
-                finish_reason: c.finish_reason.clone(),
                 input_tokens: c.usage.as_ref().map(|_| usage.input_tokens),
                 output_tokens: c.usage.as_ref().map(|_| usage.output_tokens),
                 cost_usd_micros: c.usage.as_ref().map(|_| usage.cost_usd_micros),
                 citations,
-                created_at: Some(scylla::value::CqlTimestamp(now_ms())),
-                ..Default::default()
+                ..transcript_row(&c, "assistant", text.clone())
             })
             .await
             .map_err(store_err)?;
@@ -255,22 +262,7 @@ impl Deliver {
             return out.emit(&r).await;
         }
         let role = if c.finish_reason.as_deref() == Some("agent") { "agent" } else { "assistant" };
-        self.deps
-            .transcript
-            .append(&TranscriptRow {
-                tenant_id: c.tenant_id.clone(),
-                session_id: c.session_id.clone(),
-                seq: c.seq,
-                role: role.into(),
-                turn_id: c.turn_id.clone(),
-                content: c.text.clone(),
-                channel: Some(c.channel.clone()),
-                finish_reason: c.finish_reason.clone(),
-                created_at: Some(scylla::value::CqlTimestamp(now_ms())),
-                ..Default::default()
-            })
-            .await
-            .map_err(store_err)?;
+        self.deps.transcript.append(&transcript_row(c, role, c.text.clone())).await.map_err(store_err)?;
         metrics::counter!("turnpike_desk_messages_total", "role" => role).increment(1);
         self.mark_final(c, position).await?;
         out.emit(&outbound(c, OutboundKind::Final, c.text.clone())).await
